@@ -1,0 +1,262 @@
+"""Small immutable values passed between the pipeline stages.
+
+Named by lifecycle, as in lemon24/reader: *Parsed* is what a feed said, *Entry* is what we store, *Story* is
+what we publish. Every datetime is timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+__all__ = [
+    "Assignment",
+    "DedupItem",
+    "Enclosure",
+    "Entry",
+    "FeedOutcome",
+    "FeedSource",
+    "FeedState",
+    "FetchResult",
+    "FetchStatus",
+    "OutputMeta",
+    "ParsedEntry",
+    "ParsedFeed",
+    "PassSummary",
+    "Story",
+    "StorySource",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSource:
+    """A feed as configured in feeds.yaml."""
+
+    url: str
+    title: str | None = None
+    tags: tuple[str, ...] = ()
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """What the store remembers of a feed between fetches: enough for a conditional GET."""
+
+    feed_id: int
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+
+
+class FetchStatus(str, Enum):
+    """How one fetch ended."""
+
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """The outcome of one HTTP GET of a feed; `body` is set only for a 200."""
+
+    url: str
+    status: FetchStatus
+    http_status: int | None = None
+    final_url: str | None = None
+    body: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    etag: str | None = None
+    last_modified: str | None = None
+    error: str | None = None
+    elapsed_ms: float = 0.0
+    permanent_redirect: bool = False
+
+    def header(self, name: str) -> str | None:
+        """Return the first response header called `name` (case-insensitive), or None."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key.lower() == wanted), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Enclosure:
+    """A media file attached to an entry (podcast audio, an image)."""
+
+    url: str
+    type: str | None = None
+    length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEntry:
+    """One entry as the feed published it, before normalizing. HTML fields are unsanitized."""
+
+    id: str | None = None
+    link: str | None = None
+    title: str | None = None
+    summary: str | None = None
+    content: str | None = None
+    published: datetime | None = None
+    updated: datetime | None = None
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    enclosures: tuple[Enclosure, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """A whole feed document as parsed: its metadata and entries in document order."""
+
+    title: str | None = None
+    link: str | None = None
+    entries: tuple[ParsedEntry, ...] = ()
+    version: str = ""
+    ttl_minutes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A normalized entry, ready to store: clean text, sanitized HTML, canonical URL, UTC dates."""
+
+    guid: str
+    url: str | None
+    canonical_url: str | None
+    title: str
+    summary: str | None
+    summary_text: str
+    content: str | None
+    published: datetime
+    updated: datetime
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    enclosures: tuple[Enclosure, ...] = ()
+    content_hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StorySource:
+    """One outlet's report of a story, as shown in the output."""
+
+    feed_title: str
+    feed_url: str
+    site_url: str | None
+    title: str
+    url: str | None
+    published: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """One aggregated story: its lead entry's text plus every outlet that reported it."""
+
+    id: int
+    uid: str
+    title: str
+    url: str | None
+    summary: str | None
+    published: datetime
+    updated: datetime
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    enclosures: tuple[Enclosure, ...] = ()
+    sources: tuple[StorySource, ...] = ()
+    content: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedOutcome:
+    """What one feed's part of a pass did; a failure is a value here, never an exception."""
+
+    url: str
+    status: FetchStatus
+    new: int = 0
+    updated: int = 0
+    error: str | None = None
+    http_status: int | None = None
+    elapsed_ms: float = 0.0
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PassSummary:
+    """Totals of one update pass, as printed by `aggregator update`."""
+
+    outcomes: tuple[FeedOutcome, ...] = field(default_factory=tuple)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> int:
+        """Feeds fetched and stored."""
+        return sum(o.status is FetchStatus.OK for o in self.outcomes)
+
+    @property
+    def not_modified(self) -> int:
+        """Feeds that answered 304 or an unchanged body."""
+        return sum(o.status is FetchStatus.NOT_MODIFIED for o in self.outcomes)
+
+    @property
+    def failed(self) -> int:
+        """Feeds whose fetch or parse failed."""
+        return sum(o.status is FetchStatus.FAILED for o in self.outcomes)
+
+    @property
+    def new(self) -> int:
+        """Entries stored for the first time."""
+        return sum(o.new for o in self.outcomes)
+
+    @property
+    def updated(self) -> int:
+        """Entries whose content changed."""
+        return sum(o.updated for o in self.outcomes)
+
+    def as_dict(self) -> dict[str, object]:
+        """The summary as plain JSON-ready data."""
+        return {
+            "feeds": len(self.outcomes),
+            "ok": self.ok,
+            "not_modified": self.not_modified,
+            "failed": self.failed,
+            "entries_new": self.new,
+            "entries_updated": self.updated,
+            "seconds": round(self.seconds, 3),
+            "errors": [{"url": o.url, "error": o.error} for o in self.outcomes if o.error],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DedupItem:
+    """The part of a stored entry that story clustering looks at."""
+
+    entry_id: int
+    feed_id: int
+    title: str
+    summary_text: str
+    canonical_url: str | None
+    published: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """Which story an entry joins and why; `story_id` None means it starts a new story."""
+
+    entry_id: int
+    story_id: int | None
+    method: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutputMeta:
+    """Feed-level facts of one output document, taken from its `outputs:` entry in feeds.yaml."""
+
+    title: str
+    format: str
+    id: str
+    self_url: str | None = None
+    site_url: str | None = None
+    hub_url: str | None = None
+    description: str | None = None
+    # (title, media type, href) of the other outputs, for HTML autodiscovery links
+    alternates: tuple[tuple[str, str, str], ...] = ()
