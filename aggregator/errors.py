@@ -1,13 +1,13 @@
 """The one exception tree of aggregator.
 
-    AggregatorError            anything aggregator raises on purpose; the CLI prints it in one line
-    ├── ConfigError            feeds.yaml is missing, not YAML, or invalid (exit code 2)
-    ├── StoreError             the SQLite database cannot be opened, migrated or written
-    ├── FeedError              one feed could not be used; recorded on that feed, never stops a pass
-    │   ├── FetchError         the HTTP request failed (network, status, size, time)
-    │   └── ParseError         the body is not a feed we can read
-    ├── OutputError            an output file could not be written
-    └── QueryError             a search query or a lookup the user typed is not valid
+AggregatorError            anything aggregator raises on purpose; the CLI prints it in one line
+├── ConfigError            feeds.yaml is missing, not YAML, or invalid (exit code 2)
+├── StoreError             the SQLite database cannot be opened, migrated or written
+├── FeedError              one feed could not be used; recorded on that feed, never stops a pass
+│   ├── FetchError         the HTTP request failed (network, status, size, time)
+│   └── ParseError         the body is not a feed we can read
+├── OutputError            an output file could not be written
+└── QueryError             a search query or a lookup the user typed is not valid
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ what we publish. Every datetime is timezone-aware UTC.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 __all__ = [
     "Assignment",
@@ -50,7 +51,7 @@ class FeedState:
     body_hash: str | None = None
 
 
-class FetchStatus(str, Enum):
+class FetchStatus(StrEnum):
     """How one fetch ended."""
 
     OK = "ok"
@@ -73,6 +74,11 @@ class FetchResult:
     error: str | None = None
     elapsed_ms: float = 0.0
     permanent_redirect: bool = False
+
+    @property
+    def body_hash(self) -> str | None:
+        """A digest of the body, to skip parsing when a server resends the same bytes."""
+        return hashlib.sha256(self.body).hexdigest()[:32] if self.body is not None else None
 
     def header(self, name: str) -> str | None:
         """Return the first response header called `name` (case-insensitive), or None."""
@@ -114,6 +120,8 @@ class ParsedFeed:
     entries: tuple[ParsedEntry, ...] = ()
     version: str = ""
     ttl_minutes: int | None = None
+    # set when the document was malformed but feedparser recovered entries from it
+    warning: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,187 @@
+"""One pass over the feeds: fetch -> parse -> normalize -> store -> dedup -> publish.
+
+Each feed is fetched concurrently (bounded in fetch.py) and stored in its own transaction as soon as it
+arrives, so one bad feed never stops the others and a crash loses at most the feeds still in flight. Story
+clustering runs after the feeds, over every entry that has no story yet, in publication order, so a crash
+between the two steps is repaired by the next pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from .config import Config, OutputConfig
+from .dedup import DEFAULT_THRESHOLD, StoryIndex
+from .errors import OutputError, ParseError
+from .fetch import Fetcher
+from .models import FeedOutcome, FeedState, FetchResult, FetchStatus, OutputMeta, PassSummary
+from .normalize import normalize_entry
+from .parse import parse_feed
+from .render import render
+from .store import Store
+
+__all__ = ["cluster_new_entries", "output_meta", "publish_outputs", "run_pass"]
+
+log = logging.getLogger(__name__)
+
+OnFeed = Callable[[FeedOutcome], None]
+
+
+async def run_pass(
+    config: Config,
+    store: Store,
+    now: datetime,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_feed: OnFeed | None = None,
+    feeds: Sequence[FeedState] | None = None,
+) -> PassSummary:
+    """Update every configured feed (or just `feeds`), cluster new entries into stories, write the outputs."""
+    started = time.perf_counter()
+    states = list(feeds) if feeds is not None else list(store.sync_feeds(config.sources(), now).values())
+    by_url = {state.url: state for state in states}
+    outcomes: list[FeedOutcome] = []
+    async with Fetcher(config.fetch, transport) as fetcher:
+        for next_done in asyncio.as_completed([fetcher.fetch(state) for state in states]):
+            result = await next_done
+            outcome = store_result(store, by_url[result.url], result, now)
+            log.info(
+                "fetched %s: %s %s, %d bytes, %.0f ms, %d new",
+                result.url, outcome.status.value, result.http_status or "-", outcome.bytes,
+                result.elapsed_ms, outcome.new,
+            )  # fmt: skip
+            outcomes.append(outcome)
+            if on_feed is not None:
+                on_feed(outcome)
+    cluster_new_entries(store, config, now)
+    publish_outputs(config, store, now)
+    outcomes.sort(key=lambda o: o.url)
+    return PassSummary(outcomes=tuple(outcomes), seconds=time.perf_counter() - started)
+
+
+def store_result(store: Store, state: FeedState, result: FetchResult, now: datetime) -> FeedOutcome:
+    """Parse, normalize and store one fetched feed; every expected failure is recorded on the feed."""
+    size = len(result.body) if result.body is not None else 0
+
+    def outcome(status: FetchStatus, new: int = 0, updated: int = 0, error: str | None = None) -> FeedOutcome:
+        return FeedOutcome(
+            result.url, status, new=new, updated=updated, error=error,
+            http_status=result.http_status, elapsed_ms=result.elapsed_ms, bytes=size,
+        )  # fmt: skip
+
+    if result.status is FetchStatus.FAILED:
+        store.record_failure(state, result.http_status, result.error or "failed", now)
+        return outcome(FetchStatus.FAILED, error=result.error)
+    if result.status is FetchStatus.NOT_MODIFIED or result.body_hash == state.body_hash:
+        store.record_not_modified(state, result, now)
+        return outcome(FetchStatus.NOT_MODIFIED)
+    assert result.body is not None
+    base_url = result.final_url or result.url
+    try:
+        parsed = parse_feed(result.body, dict(result.headers, **{"content-location": base_url}))
+    except ParseError as e:
+        store.record_failure(state, result.http_status, str(e), now)
+        return outcome(FetchStatus.FAILED, error=str(e))
+    entries = [normalize_entry(entry, base_url, now) for entry in parsed.entries]
+    saved = store.save_feed(state, result, parsed, entries, now)
+    return outcome(FetchStatus.OK, new=len(saved.new_ids), updated=saved.updated, error=parsed.warning)
+
+
+def cluster_new_entries(store: Store, config: Config, now: datetime) -> int:
+    """Give every entry without a story one: an existing story it matches, or a new one. Returns how many."""
+    items = store.unassigned_entries()
+    if not items:
+        return 0
+    window = timedelta(hours=config.dedup.window_hours)
+    index = StoryIndex(window=window, threshold=config.dedup.threshold or DEFAULT_THRESHOLD)
+    for item, story_id in store.window_entries(items[0].published - window):
+        index.add(item, story_id)
+    with store.story_writer() as writer:
+        for item in items:
+            index.evict(item.published - window)
+            assignment = index.assign(item)
+            story_id = assignment.story_id if assignment.story_id is not None else writer.new_story(item)
+            writer.assign(assignment, story_id)
+            index.add(item, story_id)
+    return len(items)
+
+
+def output_meta(config: Config, output: OutputConfig) -> OutputMeta:
+    """Feed-level facts of one output, from the config."""
+    alternates = tuple(
+        (other.title, _MEDIA_TYPES[other.format], other.url or Path(other.path).name)
+        for other in config.outputs
+        if other.format in ("atom", "rss", "json")
+    )
+    feed_id = output.url or f"tag:aggregator,2026:{Path(output.path).name}"
+    return OutputMeta(
+        title=output.title,
+        format=output.format,
+        id=feed_id,
+        self_url=output.url,
+        site_url=config.site_url,
+        hub_url=output.hub,
+        description=output.description,
+        alternates=alternates,
+    )
+
+
+_MEDIA_TYPES = {
+    "atom": "application/atom+xml",
+    "rss": "application/rss+xml",
+    "json": "application/feed+json",
+    "html": "text/html",
+    "opml": "text/x-opml",
+}
+
+
+def publish_outputs(config: Config, store: Store, now: datetime) -> list[Path]:
+    """Write every output file from the store; a file whose bytes would not change is left untouched."""
+    written = []
+    for output in config.outputs:
+        feed_ids = None
+        if output.tags:
+            feed_ids = store.feed_ids_with_tags(output.tags)
+        if output.feeds:
+            by_url = store.feed_ids_with_urls(output.feeds)
+            feed_ids = by_url if feed_ids is None else feed_ids & by_url
+        since = now - timedelta(hours=output.max_age_hours) if output.max_age_hours else None
+        stories = store.latest_stories(
+            output.limit, feed_ids=feed_ids, min_sources=output.min_sources, since=since
+        )
+        body = render(stories, output_meta(config, output))
+        path = config.resolve(output.path)
+        if write_atomically(path, body):
+            written.append(path)
+    return written
+
+
+def write_atomically(path: Path, body: bytes) -> bool:
+    """Replace `path` with `body` via a temporary file and rename; False when the file already holds it."""
+    try:
+        if path.exists() and path.read_bytes() == body:
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(body)
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write the output: {e.strerror or e}") from e
+    return True
