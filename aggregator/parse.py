@@ -96,7 +96,7 @@ def _parse_json_feed(body: bytes) -> ParsedFeed:
     items = data.get("items")
     if not isinstance(items, list):
         raise ParseError("not a feed: JSON Feed without an items list")
-    version = "json1" + str(data["version"]).rstrip("/").rsplit("/", 1)[-1].removeprefix("1")
+    version = "json11" if str(data["version"]).rstrip("/").endswith("/1.1") else "json1"
     return ParsedFeed(
         title=_text(data.get("title")),
         link=_text(data.get("home_page_url")),
@@ -121,7 +121,7 @@ def _json_item(item: dict[str, Any]) -> ParsedEntry:
         enclosures=tuple(
             Enclosure(url=a["url"], type=_text(a.get("mime_type")), length=_int(a.get("size_in_bytes")))
             for a in attachments
-            if isinstance(a, dict) and isinstance(a.get("url"), str)
+            if isinstance(a, dict) and isinstance(a.get("url"), str) and a["url"].strip()
         ),
     )
 
