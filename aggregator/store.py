@@ -106,7 +106,7 @@ def m001_initial(db: Database) -> None:
     db.execute("CREATE INDEX entries_story ON entries(story_id)")
     db.execute("CREATE INDEX entries_canonical_url ON entries(canonical_url)")
     db.execute("CREATE INDEX entries_published ON entries(published)")
-    db.execute("CREATE INDEX entries_unassigned ON entries(published) WHERE story_id IS NULL")
+    db.execute("CREATE INDEX entries_unassigned ON entries(published, id) WHERE story_id IS NULL")
     db.execute("CREATE INDEX stories_published ON stories(published DESC, id DESC)")
     db.table("entries").enable_fts(["title", "summary_text"], create_triggers=True, tokenize="unicode61")
 
@@ -275,7 +275,8 @@ class Store:
     def unassigned_entries(self) -> list[DedupItem]:
         """Entries that belong to no story yet, oldest first (the order dedup must see them in)."""
         rows = self.db.conn.execute(
-            f"SELECT {_DEDUP_COLUMNS} FROM entries WHERE story_id IS NULL ORDER BY published, id"
+            f"""SELECT {_DEDUP_COLUMNS} FROM entries INDEXED BY entries_unassigned
+                WHERE story_id IS NULL ORDER BY published, id"""
         )
         return [_dedup_item(row) for row in rows]
 

@@ -1,0 +1,93 @@
+"""store.py: schema, migrations, WAL, per-feed transactions and the queries' indexes."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from aggregator.config import parse_config
+from aggregator.errors import StoreError
+from aggregator.models import FeedSource, FetchResult, FetchStatus, ParsedEntry, ParsedFeed
+from aggregator.normalize import normalize_entry
+from aggregator.store import SCHEMA_VERSION, Store
+from aggregator.update import cluster_new_entries
+
+NOW = datetime(2026, 8, 20, 12, 0, tzinfo=UTC)
+
+
+def _fill(store: Store, url: str, titles: list[str]) -> None:
+    state = store.sync_feeds([FeedSource(url)], NOW)[url]
+    entries = [
+        normalize_entry(ParsedEntry(id=f"{url}#{i}", title=t, link=f"{url}/{i}", published=NOW), url, NOW)
+        for i, t in enumerate(titles)
+    ]
+    result = FetchResult(url, FetchStatus.OK, http_status=200, body=b"x")
+    store.save_feed(state, result, ParsedFeed(title="T"), entries, NOW)
+
+
+def test_new_database_is_migrated_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "a.db"
+    with Store.open(path):
+        pass
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+    assert {"feeds", "entries", "stories", "entries_fts", "_sqlite_migrations"} <= names
+    applied = conn.execute("SELECT count(*) FROM _sqlite_migrations WHERE migration_set = 'aggregator'").fetchone()
+    assert applied == (SCHEMA_VERSION,)
+    with Store.open(path):  # reopening applies nothing twice
+        pass
+    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_unopenable_database_is_a_store_error(tmp_path: Path) -> None:
+    not_a_db = tmp_path / "junk.db"
+    not_a_db.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match=r"junk\.db: cannot open the database"):
+        Store.open(not_a_db)
+
+
+def test_removed_feeds_become_inactive_and_keep_entries(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "a.db") as store:
+        _fill(store, "https://a.example/f", ["one", "two"])
+        states = store.sync_feeds([FeedSource("https://b.example/f")], NOW)
+        assert list(states) == ["https://b.example/f"]
+        assert store.count("entries") == 2
+        assert [(f["url"], f["active"]) for f in store.feeds()] == [
+            ("https://b.example/f", 1),
+            ("https://a.example/f", 0),
+        ]
+
+
+def test_entries_without_a_story_are_clustered_by_the_next_pass(tmp_path: Path) -> None:
+    config = parse_config({"feeds": []}, tmp_path / "feeds.yaml")
+    with Store.open(tmp_path / "a.db") as store:
+        _fill(store, "https://a.example/f", ["Rates held", "Port strike"])
+        # as if a crash had happened between storing the feed and clustering
+        assert len(store.unassigned_entries()) == 2
+        assert cluster_new_entries(store, config, NOW) == 2
+        assert store.unassigned_entries() == []
+        assert cluster_new_entries(store, config, NOW) == 0
+        assert store.count("stories") == 2
+
+
+@pytest.mark.parametrize(
+    ("sql", "index"),
+    [
+        ("SELECT * FROM stories s ORDER BY s.published DESC, s.id DESC LIMIT 100", "stories_published"),
+        (
+            "SELECT id FROM entries INDEXED BY entries_unassigned WHERE story_id IS NULL ORDER BY published, id",
+            "entries_unassigned",
+        ),
+        ("SELECT id FROM entries WHERE story_id IN (1, 2, 3)", "entries_story"),
+        ("SELECT id FROM entries WHERE canonical_url = 'x'", "entries_canonical_url"),
+        ("SELECT guid FROM entries WHERE feed_id = 1 AND guid IN ('a', 'b')", "sqlite_autoindex_entries_1"),
+    ],
+)
+def test_queries_use_indexes(tmp_path: Path, sql: str, index: str) -> None:
+    with Store.open(tmp_path / "a.db") as store:
+        plan = " ".join(row[-1] for row in store.db.conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+    assert index in plan, plan
