@@ -69,7 +69,9 @@ def pipeline(tmp_path: Path, feeds: FeedFiles) -> tuple[Path, FeedFiles]:
 
 
 def entries(db: Path) -> list[tuple[object, ...]]:
-    return query(db, "SELECT id, feed_id, guid, title, url, first_seen, content_hash, story_id FROM entries ORDER BY id")
+    return query(
+        db, "SELECT id, feed_id, guid, title, url, first_seen, content_hash, story_id FROM entries ORDER BY id"
+    )
 
 
 def test_cold_pass_stores_exactly_the_entries(pipeline: tuple[Path, FeedFiles]) -> None:
@@ -96,7 +98,7 @@ def test_same_canonical_url_across_feeds_shares_a_story(pipeline: tuple[Path, Fe
     update_json(config)
     db = config.parent / "aggregator.db"
     rows = query(db, "SELECT guid, story_id, story_method FROM entries WHERE guid IN ('a-3', 'tag:b,2026:2')")
-    (first, story_a, method_a), (second, story_b, method_b) = sorted(rows)
+    (_first, story_a, method_a), (_second, story_b, method_b) = sorted(rows)
     assert story_a == story_b
     assert sorted([method_a, method_b]) == ["new", "url"]
     assert query(db, "SELECT count(*) FROM entries WHERE story_id IS NULL") == [(0,)]
@@ -164,7 +166,10 @@ def test_output_parses_back_with_stable_ids_newest_first(pipeline: tuple[Path, F
     assert chips.source.title == "Alpha"
     assert "Reported by 2 outlets" in chips.content[0].value and "Bravo" in chips.content[0].value
     ids = {e.title: e.id for e in first.entries}
-    feeds.serve("/a.xml", rss([*RSS_A, ("a-5", "Late news", "https://a.example.com/late", "Thu, 20 Aug 2026 01:00:00 +0000")], "Alpha"))
+    feeds.serve(
+        "/a.xml",
+        rss([*RSS_A, ("a-5", "Late news", "https://a.example.com/late", "Thu, 20 Aug 2026 01:00:00 +0000")], "Alpha"),
+    )
     update_json(config)
     second = feedparser.parse(output.read_bytes())
     assert second.entries[0].title == "Late news"
@@ -245,15 +250,15 @@ def test_bad_feeds_are_recorded_and_good_ones_stored(tmp_path: Path, feeds: Feed
         "<item><title>Unclosed & bad</title></channel>",
     )
     broken = _broken(feeds.server)
-    config = write_config(
-        tmp_path, [good, recovered, *broken.values()], fetch={"read_timeout": 0.5, "deadline": 1.5}
-    )
+    config = write_config(tmp_path, [good, recovered, *broken.values()], fetch={"read_timeout": 0.5, "deadline": 1.5})
     summary = update_json(config)
     assert summary["feeds"] == 9, summary
     assert len(summary["errors"]) == 8, summary["errors"]
     assert (summary["ok"], summary["failed"]) == (2, 7)
     db = tmp_path / "aggregator.db"
-    status = {url: (s, e, n) for url, s, e, n in query(db, "SELECT url, last_status, last_error, error_count FROM feeds")}
+    status = {
+        url: (s, e, n) for url, s, e, n in query(db, "SELECT url, last_status, last_error, error_count FROM feeds")
+    }
     assert status[good] == (200, None, 0)
     assert status[broken["404"]] == (404, "HTTP 404 NOT FOUND", 1)
     assert status[broken["410"]] == (410, "HTTP 410 GONE: the feed is gone for good", 1)
