@@ -365,6 +365,28 @@ class Store:
         wanted = set(urls)
         return {row["id"] for row in self._rows("SELECT id, url FROM feeds") if row["url"] in wanted}
 
+    def story(self, key: str) -> Story | None:
+        """One story by its number or its uid, with its sources; None when there is no such story."""
+        column = "id" if key.isdigit() else "uid"
+        rows = self._rows(
+            f"""SELECT s.*, e.summary, e.content, e.authors, e.categories, e.enclosures
+                FROM stories s LEFT JOIN entries e ON e.id = s.lead_entry_id WHERE s.{column} = ?""",
+            (int(key) if column == "id" else key,),
+        )
+        if not rows:
+            return None
+        return _story(rows[0], self._sources([rows[0]["id"]]).get(rows[0]["id"], ()))
+
+    def story_entries(self, story_id: int) -> list[dict[str, Any]]:
+        """Every entry of a story with its outlet and how it joined, earliest first."""
+        return self._rows(
+            """SELECT e.id, e.guid, e.title, e.url, e.published, e.first_seen, e.story_method, e.story_score,
+                      COALESCE(f.configured_title, f.title, f.url) AS feed_title, f.url AS feed_url
+               FROM entries e JOIN feeds f ON f.id = e.feed_id
+               WHERE e.story_id = ? ORDER BY e.published, e.id""",
+            (story_id,),
+        )
+
     def count(self, table: str) -> int:
         """Rows in one of our tables."""
         if table not in ("feeds", "entries", "stories"):
