@@ -20,12 +20,13 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from . import __version__
 from .config import DEFAULT_CONFIG, Config, load_config
-from .errors import AggregatorError
-from .models import FeedOutcome, FetchStatus, PassSummary
-from .store import Store
+from .errors import AggregatorError, QueryError
+from .models import FeedOutcome, FetchStatus, PassSummary, Story
+from .store import Store, format_time
 from .update import publish_outputs, run_pass
 
 __all__ = ["cli", "main"]
@@ -134,6 +135,77 @@ def check(obj: Context) -> None:
     for feed in config.feeds:
         tags = f" [{', '.join(feed.tags)}]" if feed.tags else ""
         console.print(f"  {feed.url}{' ' + repr(feed.title) if feed.title else ''}{tags}", markup=False)
+
+
+@cli.command()
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="How many stories.")
+@click.option(
+    "--min-sources", default=1, show_default=True, type=click.IntRange(1), help="Only stories with this many outlets."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the stories as JSON.")
+@click.pass_obj
+@_reports_errors
+def stories(obj: Context, limit: int, min_sources: int, as_json: bool) -> None:
+    """List the latest stories with their number of sources and their outlets."""
+    config = obj.config()
+    with obj.store(config) as store:
+        found = store.latest_stories(limit, min_sources=min_sources)
+    if as_json:
+        click.echo(json.dumps([_story_json(story) for story in found], indent=2, ensure_ascii=False))
+        return
+    table = Table("id", "published", "sources", "title", "outlets", box=None, header_style="bold")
+    for story in found:
+        outlets = ", ".join(dict.fromkeys(source.feed_title for source in story.sources))
+        table.add_row(str(story.id), _short_time(story.published), str(len(story.sources)), story.title, outlets)
+    Console(soft_wrap=not sys.stdout.isatty()).print(table)
+
+
+@cli.command()
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print the story as JSON.")
+@click.pass_obj
+@_reports_errors
+def story(obj: Context, key: str, as_json: bool) -> None:
+    """Show one story (by number or uid): its entries, outlets, and how each joined (method, score)."""
+    config = obj.config()
+    with obj.store(config) as store:
+        found = store.story(key)
+        if found is None:
+            raise QueryError(f"no story {key!r}")
+        members = store.story_entries(found.id)
+    if as_json:
+        click.echo(json.dumps(dict(_story_json(found), entries=members), indent=2, ensure_ascii=False))
+        return
+    console = Console(soft_wrap=not sys.stdout.isatty(), highlight=False)
+    console.print(f"story {found.id}  {found.uid}", markup=False)
+    console.print(f"{found.title}\n{found.url or ''}", markup=False)
+    console.print(f"published {_short_time(found.published)}, updated {_short_time(found.updated)}")
+    table = Table("entry", "published", "outlet", "method", "score", "title", box=None, header_style="bold")
+    for member in members:
+        score = "" if member["story_score"] is None else f"{member['story_score']:.2f}"
+        table.add_row(
+            str(member["id"]), member["published"], member["feed_title"], member["story_method"] or "", score,
+            member["title"],
+        )  # fmt: skip
+    console.print(table)
+
+
+def _story_json(story: Story) -> dict[str, Any]:
+    return {
+        "id": story.id,
+        "uid": story.uid,
+        "title": story.title,
+        "url": story.url,
+        "published": format_time(story.published),
+        "updated": format_time(story.updated),
+        "sources": [
+            {"feed": s.feed_title, "feed_url": s.feed_url, "title": s.title, "url": s.url} for s in story.sources
+        ],
+    }
+
+
+def _short_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M")
 
 
 @contextmanager
