@@ -193,6 +193,8 @@ class PassSummary:
 
     outcomes: tuple[FeedOutcome, ...] = field(default_factory=tuple)
     seconds: float = 0.0
+    clustered: int = 0
+    cluster_seconds: float = 0.0
 
     @property
     def ok(self) -> int:
@@ -229,6 +231,8 @@ class PassSummary:
             "entries_new": self.new,
             "entries_updated": self.updated,
             "seconds": round(self.seconds, 3),
+            "clustered": self.clustered,
+            "cluster_seconds": round(self.cluster_seconds, 3),
             "errors": [{"url": o.url, "error": o.error} for o in self.outcomes if o.error],
         }
 

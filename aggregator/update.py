@@ -9,6 +9,7 @@ between the two steps is repaired by the next pass.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import tempfile
@@ -34,6 +35,9 @@ __all__ = ["cluster_new_entries", "output_meta", "publish_outputs", "run_pass"]
 log = logging.getLogger(__name__)
 
 OnFeed = Callable[[FeedOutcome], None]
+# Called right after each feed is stored, with what was fetched: the service plans the feed's next fetch
+# from the response (status, Retry-After, cache headers, redirects).
+OnResult = Callable[[FeedState, FetchResult, FeedOutcome], None]
 
 
 async def run_pass(
@@ -44,14 +48,26 @@ async def run_pass(
     transport: httpx.AsyncBaseTransport | None = None,
     on_feed: OnFeed | None = None,
     feeds: Sequence[FeedState] | None = None,
+    fetcher: Fetcher | None = None,
+    on_result: OnResult | None = None,
+    publish: bool = True,
 ) -> PassSummary:
-    """Update every configured feed (or just `feeds`), cluster new entries into stories, write the outputs."""
+    """Update every configured feed (or just `feeds`), cluster new entries into stories, write the outputs.
+
+    The service passes its long-lived `fetcher` (politeness limits and keep-alive span passes), and
+    `publish=False` to decide itself when the outputs are worth rewriting.
+    """
     started = time.perf_counter()
     states = list(feeds) if feeds is not None else list(store.sync_feeds(config.sources(), now).values())
     by_url = {state.url: state for state in states}
     outcomes: list[FeedOutcome] = []
-    async with Fetcher(config.fetch, transport) as fetcher:
-        for next_done in asyncio.as_completed([fetcher.fetch(state) for state in states]):
+    async with contextlib.AsyncExitStack() as stack:
+        if fetcher is None:
+            fetcher = await stack.enter_async_context(Fetcher(config.fetch, transport))
+        tasks = [asyncio.ensure_future(fetcher.fetch(state)) for state in states]
+        for task in tasks:  # a cancelled pass (service shutdown) leaves no fetch running behind it
+            stack.callback(task.cancel)
+        for next_done in asyncio.as_completed(tasks):
             result = await next_done
             outcome = store_result(store, by_url[result.url], result, now)
             log.info(
@@ -62,8 +78,11 @@ async def run_pass(
             outcomes.append(outcome)
             if on_feed is not None:
                 on_feed(outcome)
+            if on_result is not None:
+                on_result(by_url[result.url], result, outcome)
     cluster_new_entries(store, config, now)
-    publish_outputs(config, store, now)
+    if publish:
+        publish_outputs(config, store, now)
     outcomes.sort(key=lambda o: o.url)
     return PassSummary(outcomes=tuple(outcomes), seconds=time.perf_counter() - started)
 
@@ -158,7 +177,7 @@ def publish_outputs(config: Config, store: Store, now: datetime) -> list[Path]:
         stories = store.latest_stories(
             output.limit, feed_ids=feed_ids, min_sources=output.min_sources, since=since
         )
-        body = render(stories, output_meta(config, output))
+        body = render(stories, output_meta(config, output), feeds=config.sources())
         path = config.resolve(output.path)
         if write_atomically(path, body):
             written.append(path)
