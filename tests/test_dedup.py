@@ -56,7 +56,13 @@ def groups(items: Sequence[DedupItem], stories: Sequence[int]) -> set[frozenset[
 
 
 def test_public_names() -> None:
-    assert set(dedup.__all__) == {"DEFAULT_THRESHOLD", "DEFAULT_WINDOW", "StoryIndex", "normalize_title"}
+    assert set(dedup.__all__) == {
+        "DEFAULT_THRESHOLD",
+        "DEFAULT_WINDOW",
+        "TITLE_ONLY_THRESHOLD",
+        "StoryIndex",
+        "normalize_title",
+    }
     assert dedup.DEFAULT_WINDOW.total_seconds() == 72 * 3600
 
 

@@ -1,0 +1,181 @@
+"""Story clustering quality and speed through the real pipeline.
+
+Quality: turns uci-dev.csv (2,657 real headlines with Google News same-story labels) into one RSS feed per
+publisher (titles, links, dates as in the file; no summaries), serves them on 127.0.0.1, runs
+`aggregator update` into a fresh database, reads `entries.story_id` and prints pairwise and B-cubed
+precision / recall / F1 against the labels, plus the ms per entry the pass spent clustering. The pass clusters
+new entries in publication order, so the headlines are processed as a stream in time order; the labels are
+only read after the pass.
+
+    python benchmarks/stories.py              # whole file, and each half (crc32 of STORY mod 2)
+    python benchmarks/stories.py --scale      # ms per entry with 10k entries in the window, 10k/100k/1M stored
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+from corpus import CorpusServer, write_config  # noqa: E402
+from tune_dedup import bcubed_scores, pairwise_scores  # noqa: E402
+
+DATA = HERE.parents[1] / "shared" / "data" / "stories" / "uci-dev.csv"
+
+
+def load_rows(path: Path) -> list[dict[str, str]]:
+    """The labelled headlines, as CSV rows."""
+    with path.open(newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def publisher_feeds(rows: list[dict[str, str]]) -> dict[str, bytes]:
+    """One RSS 2.0 document per publisher: guid = the row ID, so stored entries map back to their labels."""
+    by_publisher: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        by_publisher[row["PUBLISHER"].replace("\\", "")].append(row)
+    feeds = {}
+    for number, (publisher, items) in enumerate(sorted(by_publisher.items())):
+        body = "".join(
+            f"<item><guid isPermaLink='false'>{row['ID']}</guid><title>{escape(row['TITLE'])}</title>"
+            f"<link>{escape(row['URL'])}</link><pubDate>{_rfc822(row['TIMESTAMP'])}</pubDate></item>"
+            for row in sorted(items, key=lambda r: int(r["TIMESTAMP"]), reverse=True)
+        )
+        feeds[f"/publisher/{number:04d}.xml"] = (
+            f"<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel><title>{escape(publisher)}"
+            f"</title><link>https://{number}.example.com/</link>{body}</channel></rss>"
+        ).encode()
+    return feeds
+
+
+def _rfc822(epoch_ms: str) -> str:
+    return format_datetime(datetime.fromtimestamp(int(epoch_ms) / 1000, UTC), usegmt=True)
+
+
+def run_pipeline(
+    rows: list[dict[str, str]], workdir: Path, dedup: dict[str, float] | None = None
+) -> tuple[dict[str, int], dict[str, object]]:
+    """Serve the feeds, run one `aggregator update`, return entry guid -> story id and the pass summary."""
+    with CorpusServer(publisher_feeds(rows)) as server:
+        extra = {"dedup": dedup} if dedup else {}
+        config = write_config(workdir, server.urls(), fetch={"per_host": 16, "concurrency": 32}, **extra)
+        done = subprocess.run(
+            [sys.executable, "-m", "aggregator", "--config", str(config), "update", "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    summary = json.loads(done.stdout)
+    with sqlite3.connect(workdir / "aggregator.db") as conn:
+        stories = dict(conn.execute("SELECT guid, story_id FROM entries"))
+    return stories, summary
+
+
+def score(rows: list[dict[str, str]], stories: dict[str, int], label: str) -> None:
+    """Print the clustering scores of `rows` against their labels."""
+    gold = {row["ID"]: row["STORY"] for row in rows}
+    pred = {key: stories[key] for key in gold}
+    pp, pr, pf = pairwise_scores(pred, gold)
+    bp, br, bf = bcubed_scores(pred, gold)
+    print(
+        f"{label:<8} n={len(rows):5d} stories={len(set(pred.values())):4d}/{len(set(gold.values())):3d}  "
+        f"pairwise P={pp:.3f} R={pr:.3f} F1={pf:.3f}  B-cubed P={bp:.3f} R={br:.3f} F1={bf:.3f}"
+    )
+
+
+def quality(path: Path, dedup: dict[str, float] | None = None) -> None:
+    """The pipeline over the whole file, then over each half separately (a fresh database each)."""
+    rows = load_rows(path)
+    halves = [[r for r in rows if zlib.crc32(r["STORY"].encode()) % 2 == half] for half in (0, 1)]
+    for label, subset in (("all", rows), ("half 0", halves[0]), ("half 1", halves[1])):
+        with tempfile.TemporaryDirectory() as tmp:
+            stories, summary = run_pipeline(subset, Path(tmp), dedup)
+        per_entry = 1000 * float(summary["cluster_seconds"]) / max(1, int(summary["clustered"]))  # type: ignore[arg-type]
+        score(subset, stories, label)
+        print(f"{'':<8} pass {summary['seconds']} s, clustering {per_entry:.3f} ms per entry")
+
+
+def scale(sizes: tuple[int, ...], window: int, batch: int) -> None:
+    """ms per clustered entry with `window` entries in the window and `size` entries stored in all."""
+    from aggregator.config import parse_config
+    from aggregator.models import FeedSource, FetchResult, FetchStatus, ParsedEntry, ParsedFeed
+    from aggregator.normalize import normalize_entry
+    from aggregator.store import Store
+    from aggregator.update import cluster_new_entries
+
+    rows = load_rows(DATA)
+    titles = [row["TITLE"] for row in rows]
+    now = datetime(2026, 8, 20, tzinfo=UTC)
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = parse_config({"feeds": []}, Path(tmp) / "feeds.yaml")
+            store = Store.open(Path(tmp) / "scale.db")
+            urls = [f"https://f{i}.example.com/feed" for i in range(100)]
+            states = store.sync_feeds([FeedSource(u) for u in urls], now)
+            old = size - window
+
+            def fill(start: int, count: int, base: datetime, spread: timedelta) -> None:
+                per_feed: dict[str, list[object]] = defaultdict(list)
+                for n in range(start, start + count):
+                    url = urls[n % len(urls)]
+                    published = base + spread * (n - start) / max(1, count)
+                    title = f"{titles[n % len(titles)]} {n // len(titles)}"
+                    parsed = ParsedEntry(id=str(n), title=title, link=f"{url}/{n}", published=published)
+                    per_feed[url].append(normalize_entry(parsed, url, now))
+                for url, entries in per_feed.items():
+                    result = FetchResult(url, FetchStatus.OK, http_status=200, body=str(start).encode())
+                    store.save_feed(states[url], result, ParsedFeed(), entries, now)  # type: ignore[arg-type]
+
+            # filler older than the window, clustered once; then a window's worth of recent entries
+            for start in range(0, old, 50_000):
+                fill(start, min(50_000, old - start), now - timedelta(days=400), timedelta(days=300))
+            store.db.conn.execute(
+                "INSERT INTO stories (id, uid, title, first_seen, published, updated) VALUES (1, 'filler', '', '', '', '')"
+            )
+            store.db.conn.execute("UPDATE entries SET story_id = 1")
+            fill(old, window, now - timedelta(hours=48), timedelta(hours=47))
+            cluster_new_entries(store, config, now)
+            timings = []
+            for round_ in range(3):
+                fill(size + round_ * batch, batch, now - timedelta(minutes=30), timedelta(minutes=29))
+                started = time.perf_counter()
+                clustered = cluster_new_entries(store, config, now)
+                timings.append(1000 * (time.perf_counter() - started) / clustered)
+            store.close()
+        print(
+            f"stored {size:>9,}  window {window:,}  ms per entry (batches of {batch}): {statistics.median(timings):.3f}"
+        )
+
+
+def main() -> None:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--scale", action="store_true", help="time clustering as the store grows")
+    parser.add_argument("--title-only-threshold", type=float, help="dedup.title_only_threshold for the pass")
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="stored entries for --scale")
+    args = parser.parse_args()
+    if args.scale:
+        scale(tuple(int(s) for s in args.sizes.split(",")), window=10_000, batch=1_000)
+    else:
+        dedup = {"title_only_threshold": args.title_only_threshold} if args.title_only_threshold else None
+        quality(args.data, dedup)
+
+
+if __name__ == "__main__":
+    main()
