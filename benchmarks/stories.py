@@ -35,6 +35,10 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 from corpus import CorpusServer, write_config  # noqa: E402
 from tune_dedup import bcubed_scores, pairwise_scores  # noqa: E402
 
+from aggregator.models import Entry, FeedState, FetchResult, FetchStatus, ParsedEntry, ParsedFeed  # noqa: E402
+from aggregator.normalize import normalize_entry  # noqa: E402
+from aggregator.store import Store  # noqa: E402
+
 DATA = HERE.parents[1] / "shared" / "data" / "stories" / "uci-dev.csv"
 
 
@@ -113,53 +117,59 @@ def quality(path: Path, dedup: dict[str, float] | None = None) -> None:
 def scale(sizes: tuple[int, ...], window: int, batch: int) -> None:
     """ms per clustered entry with `window` entries in the window and `size` entries stored in all."""
     from aggregator.config import parse_config
-    from aggregator.models import FeedSource, FetchResult, FetchStatus, ParsedEntry, ParsedFeed
-    from aggregator.normalize import normalize_entry
+    from aggregator.models import FeedSource
     from aggregator.store import Store
     from aggregator.update import cluster_new_entries
 
-    rows = load_rows(DATA)
-    titles = [row["TITLE"] for row in rows]
+    titles = [row["TITLE"] for row in load_rows(DATA)]
     now = datetime(2026, 8, 20, tzinfo=UTC)
     for size in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             config = parse_config({"feeds": []}, Path(tmp) / "feeds.yaml")
             store = Store.open(Path(tmp) / "scale.db")
             urls = [f"https://f{i}.example.com/feed" for i in range(100)]
-            states = store.sync_feeds([FeedSource(u) for u in urls], now)
+            filler = _Filler(store, store.sync_feeds([FeedSource(u) for u in urls], now), titles, now)
             old = size - window
-
-            def fill(start: int, count: int, base: datetime, spread: timedelta) -> None:
-                per_feed: dict[str, list[object]] = defaultdict(list)
-                for n in range(start, start + count):
-                    url = urls[n % len(urls)]
-                    published = base + spread * (n - start) / max(1, count)
-                    title = f"{titles[n % len(titles)]} {n // len(titles)}"
-                    parsed = ParsedEntry(id=str(n), title=title, link=f"{url}/{n}", published=published)
-                    per_feed[url].append(normalize_entry(parsed, url, now))
-                for url, entries in per_feed.items():
-                    result = FetchResult(url, FetchStatus.OK, http_status=200, body=str(start).encode())
-                    store.save_feed(states[url], result, ParsedFeed(), entries, now)  # type: ignore[arg-type]
-
-            # filler older than the window, clustered once; then a window's worth of recent entries
+            # filler older than the window, in one old story; then a window's worth of recent entries
             for start in range(0, old, 50_000):
-                fill(start, min(50_000, old - start), now - timedelta(days=400), timedelta(days=300))
+                filler.fill(start, min(50_000, old - start), now - timedelta(days=400), timedelta(days=300))
             store.db.conn.execute(
-                "INSERT INTO stories (id, uid, title, first_seen, published, updated) VALUES (1, 'filler', '', '', '', '')"
+                "INSERT INTO stories (id, uid, title, first_seen, published, updated) "
+                "VALUES (1, 'filler', '', '', '', '')"
             )
             store.db.conn.execute("UPDATE entries SET story_id = 1")
-            fill(old, window, now - timedelta(hours=48), timedelta(hours=47))
+            filler.fill(old, window, now - timedelta(hours=48), timedelta(hours=47))
             cluster_new_entries(store, config, now)
             timings = []
             for round_ in range(3):
-                fill(size + round_ * batch, batch, now - timedelta(minutes=30), timedelta(minutes=29))
+                filler.fill(size + round_ * batch, batch, now - timedelta(minutes=30), timedelta(minutes=29))
                 started = time.perf_counter()
                 clustered = cluster_new_entries(store, config, now)
                 timings.append(1000 * (time.perf_counter() - started) / clustered)
             store.close()
-        print(
-            f"stored {size:>9,}  window {window:,}  ms per entry (batches of {batch}): {statistics.median(timings):.3f}"
-        )
+        median = statistics.median(timings)
+        print(f"stored {size:>9,}  window {window:,}  ms per entry (batches of {batch}): {median:.3f}")
+
+
+class _Filler:
+    """Stores synthetic entries (real headlines, numbered) spread over feeds, through Store.save_feed."""
+
+    def __init__(self, store: Store, states: dict[str, FeedState], titles: list[str], now: datetime) -> None:
+        self.store, self.states, self.titles, self.now = store, states, titles, now
+
+    def fill(self, start: int, count: int, base: datetime, spread: timedelta) -> None:
+        """Store entries number start..start+count, published from `base` over `spread`."""
+        urls = list(self.states)
+        per_feed: dict[str, list[Entry]] = defaultdict(list)
+        for n in range(start, start + count):
+            url = urls[n % len(urls)]
+            published = base + spread * (n - start) / max(1, count)
+            title = f"{self.titles[n % len(self.titles)]} {n // len(self.titles)}"
+            parsed = ParsedEntry(id=str(n), title=title, link=f"{url}/{n}", published=published)
+            per_feed[url].append(normalize_entry(parsed, url, self.now))
+        for url, entries in per_feed.items():
+            result = FetchResult(url, FetchStatus.OK, http_status=200, body=str(start).encode())
+            self.store.save_feed(self.states[url], result, ParsedFeed(), entries, self.now)
 
 
 def main() -> None:
