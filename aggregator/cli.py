@@ -11,23 +11,29 @@ import asyncio
 import functools
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .config import DEFAULT_CONFIG, Config, load_config
 from .errors import AggregatorError, QueryError
-from .models import FeedOutcome, FetchStatus, PassSummary, Story
-from .store import Store, format_time
-from .update import publish_outputs, run_pass
+from .models import FeedOutcome, FeedSource, FetchStatus, PassSummary, Story
+from .opml import opml_document
+from .retention import prune_store
+from .store import FeedHealth, Highlighted, SearchResult, Store, format_time
+from .subscriptions import add_feeds, discover_feed, import_opml, remove_feed
+from .update import publish_outputs, run_pass, write_atomically
 
 __all__ = ["cli", "main"]
 
@@ -229,6 +235,343 @@ def _summary_line(summary: PassSummary) -> str:
     )
     details = [f"  failed: {o.url}: {o.error}" for o in failed]
     return "\n".join([line, *details])
+
+
+_LOG_LEVEL = click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="Least important log lines shown (stderr).",
+)
+_LOG_FORMAT = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text, or one JSON object per line for log shippers.",
+)
+_HOST = click.option("--host", help="Address to listen on [default: service.host in feeds.yaml, 127.0.0.1].")
+_PORT = click.option(
+    "--port", type=click.IntRange(0, 65535), help="Port to listen on [default: service.port, 8080]."
+)
+
+
+@cli.command()
+@click.option("--serve", is_flag=True, help="Also serve the outputs, /health and / over HTTP.")
+@_HOST
+@_PORT
+@_LOG_LEVEL
+@_LOG_FORMAT
+@click.pass_obj
+@_reports_errors
+def run(obj: Context, serve: bool, host: str | None, port: int | None, log_level: str, log_format: str) -> None:
+    """Poll each feed on its schedule until SIGTERM/SIGINT; SIGHUP (or editing feeds.yaml) reloads the config."""
+    from .service import Service, configure_logging  # the service's libraries load only for this command
+
+    obj.config()  # a bad config is one line on stderr and exit code 2, before logging is set up
+    configure_logging(log_level, log_format)
+    service = Service(obj.config_path, database=obj.database, poll=True, serve=serve, host=host, port=port)
+    asyncio.run(service.run())
+
+
+@cli.command()
+@_HOST
+@_PORT
+@_LOG_LEVEL
+@_LOG_FORMAT
+@click.pass_obj
+@_reports_errors
+def serve(obj: Context, host: str | None, port: int | None, log_level: str, log_format: str) -> None:
+    """Serve the published outputs, /health and / over HTTP, without polling (another process updates)."""
+    from .service import Service, configure_logging
+
+    obj.config()
+    configure_logging(log_level, log_format)
+    service = Service(obj.config_path, database=obj.database, poll=False, serve=True, host=host, port=port)
+    asyncio.run(service.run())
+
+
+# --- querying the store and managing subscriptions (issue 7) ----------------------------------------------
+
+
+@cli.command("feeds")
+@click.option("--failing", is_flag=True, help="Only feeds that are failing or disabled.")
+@click.option("--all", "include_removed", is_flag=True, help="Also feeds removed from the config (still stored).")
+@click.option("--json", "as_json", is_flag=True, help="Print the feeds as JSON.")
+@click.pass_obj
+@_reports_errors
+def feeds_command(obj: Context, failing: bool, include_removed: bool, as_json: bool) -> None:
+    """Show every feed: status, last and next fetch, entries stored, last new entry."""
+    config = obj.config()
+    with obj.store(config) as store:
+        rows = store.feed_table(config.sources(), include_removed=include_removed)
+    if failing:
+        rows = [row for row in rows if row.status in ("failing", "disabled")]
+    if as_json:
+        click.echo(json.dumps([_feed_json(row) for row in rows], indent=2, ensure_ascii=False))
+        return
+    console = Console(highlight=False)
+    header = ("status", "title", "url", "tags", "last fetch", "next fetch", "entries", "last new entry", "problem")
+    cells = [_feed_cells(row) for row in rows]
+    if not console.is_terminal:  # plain tab-separated lines for pipes and logs
+        for line in (header, *cells):
+            click.echo("\t".join(line))
+        return
+    table = Table(*header, header_style="bold", box=None)
+    for row, line in zip(rows, cells, strict=True):
+        table.add_row(*line, style=_STATUS_STYLES.get(row.status, ""))
+    console.print(table)
+
+
+_STATUS_STYLES = {"failing": "red", "disabled": "red", "new": "yellow", "removed": "dim"}
+
+
+def _feed_cells(row: FeedHealth) -> tuple[str, ...]:
+    status = f"failing since {_time(row.failing_since)}" if row.status == "failing" else row.status
+    return (
+        status,
+        row.title,
+        row.url,
+        ",".join(row.tags),
+        _time(row.last_fetched_at),
+        _time(row.next_fetch_at),
+        str(row.entries),
+        _time(row.last_new_entry_at),
+        row.disabled_reason or (row.last_error if row.status == "failing" else None) or "",
+    )
+
+
+def _feed_json(row: FeedHealth) -> dict[str, Any]:
+    times = ("failing_since", "last_fetched_at", "next_fetch_at", "last_new_entry_at", "newest_entry")
+    data = {name: getattr(row, name) for name in FeedHealth.__slots__}
+    data.update({name: _time(getattr(row, name)) or None for name in times}, tags=list(row.tags))
+    return data
+
+
+def _time(moment: datetime | None) -> str:
+    return format_time(moment) if moment is not None else ""
+
+
+_AGE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """A date, a time or an age (`30m`, `24h`, `7d`, `2w`) -> an aware UTC datetime."""
+    if value is None:
+        return None
+    text = value.strip()
+    age = re.fullmatch(r"(\d+)\s*([mhdw])", text)
+    if age:
+        return datetime.now(UTC) - timedelta(**{_AGE_UNITS[age.group(2)]: int(age.group(1))})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a date (2026-07-26), a time (2026-07-26T09:00Z) or an age (24h, 7d)"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@cli.command("search")
+@click.argument("query")
+@click.option(
+    "--since", metavar="WHEN", callback=_since, help="Only entries published since a date, a time or an age (24h, 7d)."
+)
+@click.option("--feed", "feed_urls", multiple=True, help="Only entries of this feed (its URL); repeatable.")
+@click.option("--tag", "tags", multiple=True, help="Only entries of feeds with this tag; repeatable.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="How many stories.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.pass_obj
+@_reports_errors
+def search_command(
+    obj: Context,
+    query: str,
+    since: datetime | None,
+    feed_urls: tuple[str, ...],
+    tags: tuple[str, ...],
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Full-text search of titles and summaries (FTS5 syntax), best first, grouped by story."""
+    config = obj.config()
+    with obj.store(config) as store:
+        feed_ids = None
+        if feed_urls:
+            for url in feed_urls:
+                if not store.feed_ids_with_urls([url]):
+                    raise QueryError(f"--feed {url}: no such feed in the store")
+            feed_ids = store.feed_ids_with_urls(feed_urls)
+        if tags:
+            tagged = store.feed_ids_with_tags(tags)
+            if not tagged:
+                raise QueryError(f"--tag: no feed has the tag {', '.join(tags)}")
+            feed_ids = tagged if feed_ids is None else feed_ids & tagged
+        results = store.search(query, limit=limit, since=since, feed_ids=feed_ids)
+    if as_json:
+        click.echo(json.dumps([_result_json(result) for result in results], indent=2, ensure_ascii=False))
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    if not results:
+        console.print(f"no stories match {query!r}", markup=False)
+        return
+    terminal = console.is_terminal
+    for number, result in enumerate(results, 1):
+        outlets = f"{result.feed_count} outlet{'s' * (result.feed_count != 1)}"
+        console.print(Text(f"{number}. {result.title}  ({outlets}, {_time(result.published)})", style="bold"))
+        if result.url:
+            console.print(Text(f"   {result.url}"))
+        for match in result.matches:
+            console.print(Text(f"   - {match.feed_title}: ") + _marked(match.title, terminal))
+            if match.snippet.text:
+                console.print(Text("     ") + _marked(match.snippet, terminal))
+        matched = {match.feed_url for match in result.matches}
+        others = list(dict.fromkeys(s.feed_title for s in result.sources if s.feed_url not in matched))
+        if others:
+            console.print(Text(f"   also reported by: {', '.join(others)}"))
+
+
+def _marked(text: Highlighted, terminal: bool) -> Text:
+    """Highlighted text: reverse video on a terminal, [brackets] in plain output."""
+    if terminal:
+        marked = Text(text.text)
+        for start, end in text.spans:
+            marked.stylize("bold reverse", start, end)
+        return marked
+    parts, last = [], 0
+    for start, end in text.spans:
+        parts += [text.text[last:start], "[", text.text[start:end], "]"]
+        last = end
+    return Text("".join([*parts, text.text[last:]]))
+
+
+def _result_json(result: SearchResult) -> dict[str, Any]:
+    return {
+        "story_id": result.story_id,
+        "story_uid": result.story_uid,
+        "title": result.title,
+        "url": result.url,
+        "published": format_time(result.published),
+        "feed_count": result.feed_count,
+        "score": result.score,
+        "matches": [
+            {
+                "entry_id": m.entry_id,
+                "feed_title": m.feed_title,
+                "feed_url": m.feed_url,
+                "title": m.title.text,
+                "title_highlights": [list(span) for span in m.title.spans],
+                "snippet": m.snippet.text,
+                "snippet_highlights": [list(span) for span in m.snippet.spans],
+                "url": m.url,
+                "published": format_time(m.published),
+                "score": m.score,
+            }
+            for m in result.matches
+        ],
+        "sources": [
+            {"feed_title": s.feed_title, "feed_url": s.feed_url, "title": s.title, "url": s.url}
+            for s in result.sources
+        ],
+    }
+
+
+@cli.command("add")
+@click.argument("url")
+@click.option("--title", help="Display name (default: the feed's own title).")
+@click.option("--tag", "tags", multiple=True, help="A tag for the feed; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was added as JSON.")
+@click.pass_obj
+@_reports_errors
+def add_command(obj: Context, url: str, title: str | None, tags: tuple[str, ...], as_json: bool) -> None:
+    """Subscribe to a feed, or to the feed a web page advertises; the feed must parse before it is added."""
+    config = obj.config()
+    if url in {feed.url for feed in config.feeds}:
+        raise QueryError(f"{url} is already in {obj.config_path}")
+    found = asyncio.run(discover_feed(url, config.fetch))
+    source = FeedSource(url=found.url, title=title or None, tags=tuple(dict.fromkeys(tags)))
+    add_feeds(obj.config_path, [source])
+    if as_json:
+        data = {"url": found.url, "title": source.title, "feed_title": found.title, "tags": list(source.tags)}
+        click.echo(json.dumps(dict(data, entries=found.entries, found=found.how), indent=2, ensure_ascii=False))
+        return
+    name = source.title or found.title or "untitled"
+    click.echo(f"added {found.url} ({name}; {found.entries} entries; {found.how}) to {obj.config_path}")
+
+
+@cli.command("remove")
+@click.argument("url")
+@click.pass_obj
+@_reports_errors
+def remove_command(obj: Context, url: str) -> None:
+    """Unsubscribe: remove the feed from feeds.yaml (its stored entries stay until pruned)."""
+    removed = remove_feed(obj.config_path, url)
+    click.echo(f"removed {removed.url} from {obj.config_path}")
+
+
+@cli.command("import-opml")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print what was added and skipped as JSON.")
+@click.pass_obj
+@_reports_errors
+def import_opml_command(obj: Context, file: str, as_json: bool) -> None:
+    """Add the feeds of an OPML file (folders become tags); feeds already subscribed are skipped."""
+    result = import_opml(obj.config_path, file)
+    if as_json:
+        added = [{"url": f.url, "title": f.title, "tags": list(f.tags)} for f in result.added]
+        skipped = [{"url": url, "reason": reason} for url, reason in result.skipped]
+        click.echo(json.dumps({"added": added, "skipped": skipped}, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"added {len(result.added)} feed{'s' * (len(result.added) != 1)} to {obj.config_path}")
+    for feed in result.added:
+        click.echo(f"  + {feed.url}" + (f" [{', '.join(feed.tags)}]" if feed.tags else ""))
+    if result.skipped:
+        click.echo(f"skipped {len(result.skipped)}:")
+        for url, reason in result.skipped:
+            click.echo(f"  - {url}: {reason}")
+
+
+@cli.command("export-opml")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file (default: stdout).")
+@click.option("--title", default="aggregator subscriptions", show_default=True, help="The list's title.")
+@click.pass_obj
+@_reports_errors
+def export_opml_command(obj: Context, output: str | None, title: str) -> None:
+    """Write the subscriptions as OPML 2.0 (the first tag of a feed becomes its folder)."""
+    document = opml_document(obj.config().sources(), title)
+    if output is None:
+        sys.stdout.buffer.write(document)
+        sys.stdout.flush()
+    else:
+        write_atomically(Path(output), document)
+
+
+@cli.command("prune")
+@click.option("--keep-days", type=click.IntRange(1), help="Override retention.keep_days of feeds.yaml.")
+@click.option("--dry-run", is_flag=True, help="Count what would be pruned; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_obj
+@_reports_errors
+def prune_command(obj: Context, keep_days: int | None, dry_run: bool, as_json: bool) -> None:
+    """Delete stories older than retention.keep_days (never one an output shows), leaving tombstones."""
+    config = obj.config()
+    with obj.store(config) as store:
+        result = prune_store(config, store, datetime.now(UTC), keep_days=keep_days, dry_run=dry_run)
+    if result is None:
+        if as_json:
+            click.echo(json.dumps({"pruned": False, "reason": "retention.keep_days is not set"}))
+        else:
+            click.echo("retention.keep_days is not set in the config: entries are kept forever; nothing pruned")
+        return
+    if as_json:
+        data = {"pruned": not dry_run, "cutoff": format_time(result.cutoff), "entries": result.entries}
+        click.echo(json.dumps(dict(data, stories=result.stories, kept_stories=result.kept_stories)))
+        return
+    verb = "would prune" if dry_run else "pruned"
+    click.echo(
+        f"{verb} {result.entries} entries in {result.stories} stories with no entry newer than "
+        f"{format_time(result.cutoff)}; kept {result.kept_stories} older stories that outputs still show"
+    )
 
 
 def main() -> None:

@@ -6,13 +6,15 @@ path (`feeds[3].url`) and the problem. Relative paths are resolved against the c
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .models import FeedSource
@@ -24,7 +26,13 @@ __all__ = [
     "FeedConfig",
     "FetchSettings",
     "OutputConfig",
+    "RetentionSettings",
+    "ServiceSettings",
+    "address_problem",
     "load_config",
+    "parse_config",
+    "parse_config_text",
+    "url_host_problem",
 ]
 
 DEFAULT_CONFIG = "feeds.yaml"
@@ -45,6 +53,62 @@ def _check_http_url(url: str) -> str:
     return url
 
 
+def address_problem(address: str) -> str | None:
+    """Why an IP address is not a public internet address ("a loopback address", ...), or None if it is."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for kind, flag in (
+        ("a loopback address", ip.is_loopback),
+        ("an unspecified address", ip.is_unspecified),
+        ("a link-local address", ip.is_link_local),
+        ("a multicast address", ip.is_multicast),
+        ("a private address", ip.is_private),
+        ("a reserved address", ip.is_reserved or not ip.is_global),
+    ):
+        if flag:
+            return f"{kind} ({ip})"
+    return None
+
+
+def url_host_problem(url: str) -> str | None:
+    """Why a URL's host is not on the public internet, judged without DNS (IP literals and localhost names)."""
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return f"a loopback host name ({host})"
+    return address_problem(host)
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def _to_seconds(value: Any) -> float:
+    """A duration from feeds.yaml in seconds: a bare number is minutes; a string may say `90s`, `30m`, `2h`, `1d`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30 (minutes), '90s', '30m' or '2h'")
+    if isinstance(value, int | float):
+        seconds = float(value) * 60
+    else:
+        found = _DURATION_RE.match(str(value))
+        if not found:
+            raise ValueError(f"{value!r} is not a duration such as 30 (minutes), '90s', '30m' or '2h'")
+        seconds = float(found.group(1)) * _DURATION_UNITS[(found.group(2) or "m").lower()]
+    if seconds <= 0:
+        raise ValueError("a duration must be more than zero")
+    return seconds
+
+
+# Seconds once validated; in the file a number of minutes or a string with a unit.
+Duration = Annotated[float, BeforeValidator(_to_seconds)]
+
+
 class FeedConfig(_Strict):
     """One entry of `feeds:`."""
 
@@ -52,6 +116,9 @@ class FeedConfig(_Strict):
     title: str | None = None
     tags: tuple[str, ...] = ()
     priority: int = 0
+    # polling of this feed (service): override the top-level `interval` and `adaptive`
+    interval: Duration | None = None
+    adaptive: bool | None = None
 
     _url = field_validator("url")(_check_http_url)
 
@@ -91,6 +158,8 @@ class FetchSettings(_Strict):
     deadline: float = Field(default=60.0, gt=0)
     max_feed_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     user_agent: str | None = None
+    # seconds between the starts of two requests to one host; 0 sends them as soon as `per_host` allows
+    min_host_spacing: float = Field(default=0.0, ge=0, le=3600)
 
 
 class DedupSettings(_Strict):
@@ -98,6 +167,25 @@ class DedupSettings(_Strict):
 
     window_hours: float = Field(default=72.0, gt=0)
     threshold: float | None = Field(default=None, gt=0, le=1)
+    title_only_threshold: float | None = Field(default=None, gt=0, le=1)
+
+
+class RetentionSettings(_Strict):
+    """How long entries stay in the store; `keep_days` None keeps them forever."""
+
+    # Stories that an output still shows are kept whatever their age (see retention.py).
+    keep_days: int | None = Field(default=None, ge=1)
+
+
+class ServiceSettings(_Strict):
+    """`aggregator run` and `aggregator serve`: where to listen and how to stop."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    # seconds in-flight fetches get to finish after SIGTERM/SIGINT before they are cancelled
+    grace_seconds: float = Field(default=10.0, ge=0, le=3600)
+    # seconds between checks of feeds.yaml for changes (reloaded like SIGHUP); 0 turns the check off
+    reload_check_seconds: float = Field(default=2.0, ge=0)
 
 
 class Config(_Strict):
@@ -109,6 +197,18 @@ class Config(_Strict):
     feeds: tuple[FeedConfig, ...] = ()
     fetch: FetchSettings = FetchSettings()
     dedup: DedupSettings = DedupSettings()
+    retention: RetentionSettings = RetentionSettings()
+    # polling (service): seconds after validation; see schedule.py for how they combine
+    interval: Duration = 30 * 60.0
+    min_interval: Duration = 5 * 60.0
+    adaptive: bool = False
+    jitter: float = Field(default=0.1, ge=0, le=1)
+    service: ServiceSettings = ServiceSettings()
+    # feeds on loopback, private or link-local addresses (checked on every connection, redirects included);
+    # `aggregator add` checks new feeds as if this were false
+    allow_private_addresses: bool = True
+    # outputs whose path leads outside the folder of feeds.yaml (`../`, absolute paths)
+    allow_outputs_outside: bool = False
     base_dir: Path = Path(".")
 
     @model_validator(mode="after")
@@ -123,6 +223,43 @@ class Config(_Strict):
             if output.path in paths:
                 raise ValueError(f"outputs[{index}].path: duplicate of outputs[{paths[output.path]}]")
             paths[output.path] = index
+        return self
+
+    @model_validator(mode="after")
+    def _floor(self) -> Config:
+        # polling faster than min_interval must be asked for explicitly, by lowering min_interval itself
+        if self.interval < self.min_interval:
+            raise ValueError(
+                f"interval: {self.interval:g} s is below min_interval ({self.min_interval:g} s); "
+                "lower min_interval to allow it"
+            )
+        for index, feed in enumerate(self.feeds):
+            if feed.interval is not None and feed.interval < self.min_interval:
+                raise ValueError(
+                    f"feeds[{index}].interval: {feed.interval:g} s is below min_interval "
+                    f"({self.min_interval:g} s); lower min_interval to allow it"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _where(self) -> Config:
+        if not self.allow_private_addresses:
+            for index, feed in enumerate(self.feeds):
+                problem = url_host_problem(feed.url)
+                if problem:
+                    raise ValueError(
+                        f"feeds[{index}].url: {feed.url}: its host is {problem}; "
+                        "set allow_private_addresses: true to allow it"
+                    )
+        if not self.allow_outputs_outside:
+            root = Path(os.path.normpath(self.base_dir.resolve()))
+            for index, output in enumerate(self.outputs):
+                target = Path(os.path.normpath(root / os.path.expanduser(output.path)))
+                if not target.is_relative_to(root):
+                    raise ValueError(
+                        f"outputs[{index}].path: {output.path} is outside the folder of the config file "
+                        f"({root}); set allow_outputs_outside: true to allow it"
+                    )
         return self
 
     def resolve(self, path: str) -> Path:
@@ -148,6 +285,11 @@ def load_config(path: str | os.PathLike[str], database: str | None = None) -> Co
         raise ConfigError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from e
+    return parse_config_text(text, path, database)
+
+
+def parse_config_text(text: str, path: Path, database: str | None = None) -> Config:
+    """Validate the text of a feeds.yaml as if it were the content of `path` (used before writing one)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -180,7 +322,8 @@ def _first_problem(error: ValidationError) -> str:
     where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in problem["loc"]).lstrip(
         "."
     )
-    message = problem["msg"].removeprefix("Value error, ")
+    # tuples are how we hold them; in YAML they are lists
+    message = problem["msg"].removeprefix("Value error, ").replace("a valid tuple", "a list")
     if problem["type"] == "extra_forbidden":
         message = "unknown key"
     more = len(error.errors()) - 1

@@ -1,28 +1,42 @@
 """Conditional GET of feeds over one shared httpx.AsyncClient -> FetchResult.
 
 The only module that speaks HTTP. Every failure becomes a FetchResult with status FAILED and a one-line
-message; nothing here raises for a bad feed. Bodies are streamed and capped (after decompression, so a gzip
-bomb stops at the cap), and every fetch has a total deadline, not only per-read timeouts.
+message; nothing here raises for a bad feed. Every server is a stranger, so every resource is bounded:
+
+- a total deadline per fetch (`fetch.deadline`), not only per-read timeouts, so a server that sends one byte
+  a second (slowloris) or never answers is cut off;
+- the body is streamed and capped (`fetch.max_feed_bytes`) after decompression, which we do ourselves in
+  bounded steps, so a gzip or deflate bomb stops at the cap instead of inflating in memory;
+- redirects are followed by hand, at most MAX_REDIRECTS, only to http(s) URLs, without reading the bodies of
+  the redirect responses;
+- host names are resolved by us before connecting, so the address actually dialled can be checked against
+  `allow_private_addresses` (a redirect to 127.0.0.1 is caught too), and a DNS failure reads as one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import os
+import socket
 import ssl
 import time
-from collections.abc import Mapping
-from dataclasses import replace
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from types import TracebackType
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
 from . import __version__
-from .config import FetchSettings
+from .config import FetchSettings, address_problem
 from .errors import FetchError
 from .models import FeedState, FetchResult, FetchStatus
 
-__all__ = ["USER_AGENT", "Fetcher"]
+__all__ = ["MAX_REDIRECTS", "USER_AGENT", "Fetcher"]
 
 USER_AGENT = f"aggregator/{__version__} (news feed aggregator; +https://pypi.org/project/aggregator/)"
 MAX_REDIRECTS = 5
@@ -32,25 +46,41 @@ _KEPT_HEADERS = frozenset(
      "expires", "retry-after", "date", "location"}
 )  # fmt: skip
 _PERMANENT = frozenset({301, 308})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# We decompress ourselves (see _Inflater), so we only offer what zlib reads.
+_ACCEPT_ENCODING = "gzip, deflate"
+# Most bytes one decompression step may produce: the cap is checked between steps, so a bomb never
+# inflates more than this past it.
+_INFLATE_STEP = 64 * 1024
 
 
 class Fetcher:
     """Fetches feeds with bounded concurrency overall and per host; use as an async context manager."""
 
-    def __init__(self, settings: FetchSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: FetchSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        allow_private_addresses: bool = True,
+    ) -> None:
         self.settings = settings
+        if transport is None:
+            transport = _guarded_transport(settings, allow_private_addresses)
         self._client = httpx.AsyncClient(
             transport=transport,
-            follow_redirects=True,
-            max_redirects=MAX_REDIRECTS,
+            follow_redirects=False,  # followed by hand in _get: capped, checked, bodies unread
             timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-            limits=httpx.Limits(
-                max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
-            ),
-            headers={"User-Agent": settings.user_agent or USER_AGENT, "Accept": _ACCEPT},
+            headers={
+                "User-Agent": settings.user_agent or USER_AGENT,
+                "Accept": _ACCEPT,
+                "Accept-Encoding": _ACCEPT_ENCODING,
+            },
         )
         self._overall = asyncio.Semaphore(settings.concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._host_turns: dict[str, asyncio.Lock] = {}
+        self._host_next_start: dict[str, float] = {}
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -64,84 +94,312 @@ class Fetcher:
         """GET one feed, conditionally on what `state` remembers; never raises for a bad feed."""
         host = urlsplit(state.url).hostname or ""
         per_host = self._hosts.setdefault(host, asyncio.Semaphore(self.settings.per_host))
-        async with self._overall, per_host:
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(self.settings.deadline):
-                    result = await self._get(state)
-            except FetchError as e:
-                result = FetchResult(state.url, FetchStatus.FAILED, http_status=e.http_status, error=str(e))
-            except TimeoutError:
-                result = FetchResult(
-                    state.url,
-                    FetchStatus.FAILED,
-                    error=f"timed out: no complete answer in {self.settings.deadline:g} s",
-                )
-            elapsed = (time.perf_counter() - started) * 1000
-        return _with_elapsed(result, elapsed)
+        async with per_host:
+            await self._wait_for_turn(host)
+            async with self._overall:
+                return await self._fetch_now(state)
 
-    async def _get(self, state: FeedState) -> FetchResult:
+    async def _wait_for_turn(self, host: str) -> None:
+        """Keep `min_host_spacing` seconds between the starts of two requests to one host."""
+        spacing = self.settings.min_host_spacing
+        if spacing <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        async with self._host_turns.setdefault(host, asyncio.Lock()):
+            wait = self._host_next_start.get(host, 0.0) - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._host_next_start[host] = loop.time() + spacing
+
+    async def _fetch_now(self, state: FeedState) -> FetchResult:
+        started = time.perf_counter()
+        progress = _Progress()
+        try:
+            async with asyncio.timeout(self.settings.deadline):
+                result = await self._get(state, progress)
+        except FetchError as e:
+            result = FetchResult(state.url, FetchStatus.FAILED, http_status=e.http_status, error=str(e))
+        except TimeoutError:
+            result = FetchResult(
+                state.url,
+                FetchStatus.FAILED,
+                http_status=progress.status,
+                error=f"timed out: no complete answer within the {self.settings.deadline:g} s deadline "
+                f"({progress.describe()})",
+            )
+        return replace(result, elapsed_ms=(time.perf_counter() - started) * 1000)
+
+    async def _get(self, state: FeedState, progress: _Progress) -> FetchResult:
         headers = {}
         if state.etag:
             headers["If-None-Match"] = state.etag
         if state.last_modified:
             headers["If-Modified-Since"] = state.last_modified
-        try:
-            async with self._client.stream("GET", state.url, headers=headers) as response:
-                kept = _kept_headers(response.headers)
-                common = {
-                    "http_status": response.status_code,
-                    "final_url": str(response.url),
-                    "headers": kept,
-                    "etag": response.headers.get("etag"),
-                    "last_modified": response.headers.get("last-modified"),
-                    "permanent_redirect": bool(response.history)
-                    and all(r.status_code in _PERMANENT for r in response.history),
-                }
-                if response.status_code == 304:
-                    # a 304 may omit validators; keep the ones we sent
-                    common["etag"] = common["etag"] or state.etag
-                    common["last_modified"] = common["last_modified"] or state.last_modified
-                    return FetchResult(state.url, FetchStatus.NOT_MODIFIED, **common)
-                if response.status_code != 200:
-                    return FetchResult(
-                        state.url,
-                        FetchStatus.FAILED,
-                        error=_status_message(response),
-                        **common,
-                    )
-                body = await self._read_capped(response)
-                return FetchResult(state.url, FetchStatus.OK, body=body, **common)
-        except httpx.TooManyRedirects:
-            raise FetchError(f"more than {MAX_REDIRECTS} redirects (or a redirect loop)") from None
-        except httpx.UnsupportedProtocol as e:
-            raise FetchError(f"redirected to an unsupported URL scheme: {e}") from None
-        except httpx.ConnectTimeout:
-            raise FetchError(f"connect timed out after {self.settings.connect_timeout:g} s") from None
-        except httpx.ReadTimeout:
-            raise FetchError(f"read timed out after {self.settings.read_timeout:g} s") from None
-        except httpx.ConnectError as e:
-            raise FetchError(f"cannot connect: {_reason(e)}") from None
-        except httpx.DecodingError as e:
-            raise FetchError(f"cannot decode the response body: {_reason(e)}") from None
-        except httpx.HTTPError as e:
-            raise FetchError(f"{type(e).__name__}: {_reason(e)}") from None
-        except ssl.SSLError as e:
-            raise FetchError(f"TLS error: {_reason(e)}") from None
+        url = state.url
+        chain: list[str] = [url]
+        statuses: list[int] = []
+        while True:
+            try:
+                request = self._client.build_request("GET", url, headers=headers)
+            except httpx.InvalidURL as e:
+                raise FetchError(f"invalid URL {url[:200]!r}: {_reason(e)}") from None
+            try:
+                response = await self._client.send(request, stream=True)
+            except httpx.HTTPError as e:
+                raise FetchError(self._transport_message(e, progress)) from None
+            except httpx.InvalidURL as e:  # httpx prepares the next request of a redirect even when not asked to
+                raise FetchError(f"redirect to an invalid URL: {_reason(e)}") from None
+            try:
+                progress.status = response.status_code
+                if response.status_code in _REDIRECTS and "location" in response.headers:
+                    url = _redirect_target(url, response.headers["location"], chain)
+                    chain.append(url)
+                    statuses.append(response.status_code)
+                    continue  # the redirect's body is never read; `finally` closes the response
+                return await self._finish(state, response, statuses, progress)
+            except httpx.HTTPError as e:
+                raise FetchError(self._transport_message(e, progress), response.status_code) from None
+            finally:
+                await response.aclose()
 
-    async def _read_capped(self, response: httpx.Response) -> bytes:
+    async def _finish(
+        self, state: FeedState, response: httpx.Response, redirects: list[int], progress: _Progress
+    ) -> FetchResult:
+        common: dict[str, Any] = {
+            "http_status": response.status_code,
+            "final_url": str(response.url),
+            "headers": _kept_headers(response.headers),
+            "etag": response.headers.get("etag"),
+            "last_modified": response.headers.get("last-modified"),
+            "permanent_redirect": bool(redirects) and all(code in _PERMANENT for code in redirects),
+        }
+        if response.status_code == 304:
+            # a 304 may omit validators; keep the ones we sent
+            common["etag"] = common["etag"] or state.etag
+            common["last_modified"] = common["last_modified"] or state.last_modified
+            # A 304 has no body, but until it is read httpcore cannot tell the message ended and closes the
+            # connection: reading it keeps the connection alive for the next poll of the host.
+            await response.aread()
+            return FetchResult(state.url, FetchStatus.NOT_MODIFIED, **common)
+        if response.status_code != 200:
+            return FetchResult(state.url, FetchStatus.FAILED, error=_status_message(response), **common)
+        body = await self._read_capped(response, progress)
+        return FetchResult(state.url, FetchStatus.OK, body=body, **common)
+
+    async def _read_capped(self, response: httpx.Response, progress: _Progress) -> bytes:
         cap = self.settings.max_feed_bytes
-        declared = response.headers.get("content-length", "")
+        declared = response.headers.get("content-length", "").strip()
         if declared.isdigit() and int(declared) > cap:
-            raise FetchError(f"body of {int(declared)} bytes is larger than max_feed_bytes ({cap})", 200)
+            raise FetchError(
+                f"body too large: Content-Length is {int(declared):,} bytes, more than max_feed_bytes "
+                f"({cap:,}); not read",
+                200,
+            )
+        inflater = _Inflater(response.headers.get("content-encoding", ""))
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():  # decompressed bytes
+        async for raw in response.aiter_raw():
+            progress.received += len(raw)
+            for chunk in inflater.feed(raw):
+                size += len(chunk)
+                if size > cap:
+                    raise FetchError(_too_large(cap, progress, inflater.coding), 200)
+                chunks.append(chunk)
+        for chunk in inflater.flush():
             size += len(chunk)
             if size > cap:
-                raise FetchError(f"body larger than max_feed_bytes ({cap}); stopped reading", 200)
+                raise FetchError(_too_large(cap, progress, inflater.coding), 200)
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _transport_message(self, error: httpx.HTTPError, progress: _Progress) -> str:
+        reason = _reason(error) if str(error) else _os_reason(error) or type(error).__name__
+        if isinstance(error, httpx.ConnectTimeout):
+            return f"connect timed out after {self.settings.connect_timeout:g} s"
+        if isinstance(error, httpx.ReadTimeout):
+            return f"read timed out: nothing received for {self.settings.read_timeout:g} s ({progress.describe()})"
+        if isinstance(error, httpx.ConnectError):
+            tls = _tls_error(error)
+            if tls is not None:
+                return f"TLS handshake failed: {_reason(tls)}"
+            return f"cannot connect: {_os_reason(error) or reason}"
+        if isinstance(error, httpx.RemoteProtocolError | httpx.ReadError):
+            if progress.status is None:
+                return f"connection lost before a response: {reason}"
+            return f"connection lost while reading the body ({progress.describe()}): {reason}"
+        if isinstance(error, httpx.UnsupportedProtocol):
+            return f"unsupported URL: {reason}"
+        return f"{type(error).__name__}: {reason}"
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far one fetch got, for the message when it fails part-way."""
+
+    status: int | None = None
+    received: int = 0
+
+    def describe(self) -> str:
+        if self.status is None:
+            return "no response yet"
+        return f"HTTP {self.status}, {self.received:,} bytes of body received"
+
+
+class _Inflater:
+    """Content-Encoding decoding in bounded steps (gzip, deflate, identity); unknown codings are refused."""
+
+    def __init__(self, header: str) -> None:
+        codings = [c.strip().lower() for c in header.split(",") if c.strip() and c.strip().lower() != "identity"]
+        if len(codings) > 1:
+            raise FetchError(f"unsupported Content-Encoding {header!r}: more than one coding", 200)
+        self.coding = codings[0] if codings else "identity"
+        self._wbits: int | None
+        if self.coding in ("gzip", "x-gzip"):
+            self._wbits = 16 + zlib.MAX_WBITS
+        elif self.coding == "deflate":
+            self._wbits = zlib.MAX_WBITS  # zlib-wrapped as the standard says; raw deflate tried on failure
+        elif self.coding == "identity":
+            self._wbits = None
+        else:
+            raise FetchError(f"unsupported Content-Encoding {self.coding!r} (we asked for gzip or deflate)", 200)
+        self._decompressor = zlib.decompressobj(self._wbits) if self._wbits is not None else None
+        self._started = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """Decoded bytes of one raw chunk, in pieces of at most _INFLATE_STEP bytes."""
+        if self._decompressor is None:
+            if data:
+                yield data
+            return
+        while data or not self._started:
+            try:
+                out = self._decompressor.decompress(data, _INFLATE_STEP)
+            except zlib.error as e:
+                if self.coding == "deflate" and not self._started:
+                    # some servers send raw deflate streams without the zlib header
+                    self._decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+                    self._started = True
+                    continue
+                raise FetchError(f"cannot decompress the {self.coding} body: {e}", 200) from None
+            self._started = True
+            data = self._decompressor.unconsumed_tail
+            if out:
+                yield out
+            if self._decompressor.eof:
+                return  # bytes after the end of the compressed stream are ignored, as browsers do
+            if not data and len(out) < _INFLATE_STEP:
+                return
+
+    def flush(self) -> Iterator[bytes]:
+        """Whatever the decompressor still holds (at most its window) at the end of the body."""
+        if self._decompressor is not None and not self._decompressor.eof:
+            try:
+                rest = self._decompressor.flush()
+            except zlib.error as e:
+                raise FetchError(f"cannot decompress the {self.coding} body: {e}", 200) from None
+            if rest:
+                yield rest
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend with our own name resolution in front of every connection.
+
+    Resolving here lets us check the address we are about to dial (DNS names included, and every redirect)
+    against `allow_private_addresses`, answer names under `.invalid` at once as RFC 6761 asks, and report a
+    DNS failure as one. The TLS layer still verifies the certificate against the host name, not the address.
+    """
+
+    def __init__(self, allow_private_addresses: bool) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._allow_private = allow_private_addresses
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await _resolve(host, port)
+        if not self._allow_private:
+            for address in addresses:
+                problem = address_problem(address)
+                if problem:
+                    verb = "is" if host.strip("[]") == address else "resolves to"
+                    raise FetchError(f"refused: {host} {verb} {problem}, and allow_private_addresses is false")
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as e:
+                last = e
+        assert last is not None
+        raise last
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:  # pragma: no cover - we never dial unix sockets
+        return await self._inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    """The addresses of `host`, in resolver order, without duplicates; FetchError when it has none."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "invalid" or name.endswith(".invalid"):
+        # RFC 6761 6.4: resolvers should answer names under .invalid negatively at once; glibc asks the
+        # network anyway, so we answer here.
+        raise FetchError(f"cannot resolve host {host}: names under .invalid never exist (RFC 6761)")
+    try:
+        ipaddress.ip_address(name.split("%")[0])
+        return [name]
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise FetchError(f"cannot resolve host {host}: {e.strerror or e}") from None
+    except UnicodeError:
+        raise FetchError(f"cannot resolve host {host}: not a valid host name") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:  # pragma: no cover - getaddrinfo raises rather than answer nothing
+        raise FetchError(f"cannot resolve host {host}: no addresses")
+    return addresses
+
+
+def _guarded_transport(settings: FetchSettings, allow_private_addresses: bool) -> httpx.AsyncHTTPTransport:
+    transport = httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
+    )
+    pool = transport._pool
+    if not isinstance(pool, httpcore.AsyncConnectionPool):  # pragma: no cover - a proxy from the environment
+        return transport
+    # httpx has no parameter for the network backend; its pool takes one, and reads it per connection.
+    pool._network_backend = _GuardedBackend(allow_private_addresses)
+    return transport
+
+
+def _redirect_target(current: str, location: str, chain: list[str]) -> str:
+    try:
+        target = urljoin(current, location.strip())
+        parts = urlsplit(target)
+    except ValueError:
+        raise FetchError(f"redirect to an invalid URL {location[:200]!r}") from None
+    if parts.scheme not in ("http", "https"):
+        raise FetchError(f"redirect to {target[:200]!r} refused: not an http or https URL")
+    if not parts.hostname:
+        raise FetchError(f"redirect to {target[:200]!r} refused: no host")
+    if target in chain:
+        raise FetchError(f"redirect loop: {' -> '.join([*chain[chain.index(target) :], target])}"[:500])
+    if len(chain) > MAX_REDIRECTS:
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects (from {chain[0]} to {chain[-1]}, and on)")
+    return target
 
 
 _ACCEPT = (
@@ -158,16 +416,44 @@ def _status_message(response: httpx.Response) -> str:
     message = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
     retry_after = response.headers.get("retry-after")
     if retry_after:
-        message += f" (Retry-After: {retry_after})"
+        message += f" (Retry-After: {retry_after.strip()[:100]})"
     if response.status_code == 410:
         message += ": the feed is gone for good"
     return message
 
 
+def _too_large(cap: int, progress: _Progress, coding: str) -> str:
+    if coding == "identity":
+        return f"body too large: more than max_feed_bytes ({cap:,}); stopped after {progress.received:,} bytes"
+    return (
+        f"body too large: more than max_feed_bytes ({cap:,}) once {coding}-decoded; stopped after "
+        f"{progress.received:,} compressed bytes"
+    )
+
+
+def _tls_error(error: BaseException) -> BaseException | None:
+    """The ssl.SSLError under a connect error (or the error itself if it speaks of TLS), else None."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return error if "SSL" in str(error) or "TLS" in str(error) else None
+
+
+def _os_reason(error: BaseException) -> str | None:
+    """The operating system's words ("Connection refused") under a wrapped connect error, if any."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and not isinstance(seen, ssl.SSLError) and (seen.errno or seen.strerror):
+            return os.strerror(seen.errno) if seen.errno else seen.strerror
+        nested = getattr(seen, "exceptions", None)  # anyio gathers one error per address tried
+        if nested:
+            return _os_reason(nested[0])
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _reason(error: BaseException) -> str:
     text = str(error) or type(error).__name__
-    return text.splitlines()[0]
-
-
-def _with_elapsed(result: FetchResult, elapsed_ms: float) -> FetchResult:
-    return replace(result, elapsed_ms=elapsed_ms)
+    return text.splitlines()[0][:300]

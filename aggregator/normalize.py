@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import nh3
 
-from .models import Entry, ParsedEntry
+from .models import Enclosure, Entry, ParsedEntry
 
 __all__ = [
     "canonical_url",
@@ -30,6 +30,13 @@ __all__ = [
 # Bounds on what one entry may put in the store; a 5 MiB entry is cut, not refused.
 MAX_TITLE_CHARS = 1_000
 MAX_HTML_CHARS = 200_000
+# Longer links are not links we want to publish (browsers and servers stop near 8 KB; real ones are < 500).
+MAX_URL_CHARS = 4_000
+# An id longer than this is stored as its digest ("sha256:..."): still stable, no longer a 5 MiB key.
+MAX_ID_CHARS = 1_000
+# Authors, categories and enclosures of one entry, and the characters of one author or category.
+MAX_LIST_ITEMS = 50
+MAX_NAME_CHARS = 200
 # Dates further ahead than this are a clock or feed bug: we use the time we first saw the entry instead.
 MAX_FUTURE = timedelta(days=1)
 # Dates before this are placeholders (the Unix epoch, year 1) rather than real publication times.
@@ -48,7 +55,8 @@ _URL_SCHEMES = {"http", "https", "mailto"}
 def normalize_entry(parsed: ParsedEntry, feed_url: str, now: datetime) -> Entry:
     """Turn one parsed entry into what we store; `now` stands in for missing or absurd dates."""
     url = _absolute_url(parsed.link, feed_url)
-    title = clean_text(parsed.title or "")[:MAX_TITLE_CHARS]
+    # cut before cleaning too, so a 5 MiB title costs no more than a long one
+    title = clean_text((parsed.title or "")[: MAX_TITLE_CHARS * 20])[:MAX_TITLE_CHARS]
     base = url or feed_url
     summary = sanitize_html(parsed.summary, base)
     content = sanitize_html(parsed.content, base)
@@ -68,9 +76,9 @@ def normalize_entry(parsed: ParsedEntry, feed_url: str, now: datetime) -> Entry:
         "content": content,
         "published": published,
         "updated": updated,
-        "authors": tuple(strip_invalid_xml(a) for a in parsed.authors),
-        "categories": tuple(strip_invalid_xml(c) for c in parsed.categories),
-        "enclosures": parsed.enclosures,
+        "authors": _names(parsed.authors),
+        "categories": _names(parsed.categories),
+        "enclosures": _enclosures(parsed.enclosures, base),
     }
     return Entry(**fields, content_hash=_content_hash(fields))  # type: ignore[arg-type]
 
@@ -78,11 +86,20 @@ def normalize_entry(parsed: ParsedEntry, feed_url: str, now: datetime) -> Entry:
 def entry_guid(parsed: ParsedEntry, url: str | None = None) -> str:
     """The entry's identity: the feed's own id exactly as published; else its link; else a hash."""
     if parsed.id:
-        return parsed.id
+        return _bounded_id(parsed.id)
     if url or parsed.link:
-        return url or parsed.link or ""
+        return _bounded_id(url or parsed.link or "")
     basis = f"{parsed.title or ''}\n{parsed.published.isoformat() if parsed.published else ''}"
-    return "sha1:" + hashlib.sha1(basis.encode()).hexdigest()
+    if not parsed.title and not parsed.published:
+        # nothing else tells such entries apart: without their text they would all collapse into one
+        basis += f"\n{parsed.summary or ''}\n{parsed.content or ''}"
+    return "sha1:" + hashlib.sha1(basis.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _bounded_id(value: str) -> str:
+    if len(value) <= MAX_ID_CHARS:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def canonical_url(url: str) -> str:
@@ -119,9 +136,7 @@ def sanitize_html(markup: str | None, base_url: str) -> str | None:
     markup = strip_invalid_xml(markup[:MAX_HTML_CHARS])
     if "<" not in markup and "&" not in markup:
         return html.escape(markup, quote=False).strip() or None
-    relative: object = (
-        ("rewrite_with_base", base_url) if urlsplit(base_url).scheme in ("http", "https") else None
-    )
+    relative: object = ("rewrite_with_base", base_url) if urlsplit(base_url).scheme in ("http", "https") else None
     cleaned = nh3.clean(markup, url_schemes=_URL_SCHEMES, url_relative=relative).strip()  # type: ignore[arg-type]
     return cleaned or None
 
@@ -131,11 +146,31 @@ def strip_invalid_xml(text: str) -> str:
     return _XML_INVALID.sub("", text)
 
 
-def _absolute_url(link: str | None, feed_url: str) -> str | None:
-    if not link:
+def _absolute_url(link: str | None, base_url: str) -> str | None:
+    """`link` made absolute against `base_url`; None unless it is a plausible http(s) URL."""
+    if not link or len(link) > MAX_URL_CHARS:
         return None
-    url = urljoin(feed_url, strip_invalid_xml(link).strip())
-    return url if urlsplit(url).scheme in ("http", "https") else None
+    try:
+        url = urljoin(base_url, strip_invalid_xml(link).strip())
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:  # "http://[bad" and other URLs urllib cannot split
+        return None
+    return url if parts.scheme in ("http", "https") and parts.hostname and len(url) <= MAX_URL_CHARS else None
+
+
+def _names(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(strip_invalid_xml(value[:MAX_NAME_CHARS]) for value in values[:MAX_LIST_ITEMS])
+
+
+def _enclosures(enclosures: tuple[Enclosure, ...], base_url: str) -> tuple[Enclosure, ...]:
+    kept = []
+    for enclosure in enclosures[:MAX_LIST_ITEMS]:
+        url = _absolute_url(enclosure.url, base_url)
+        if url is not None:  # javascript:, data: and file: enclosures never reach an output
+            kind = strip_invalid_xml(enclosure.type[:MAX_NAME_CHARS]) if enclosure.type else None
+            kept.append(Enclosure(url=url, type=kind or None, length=enclosure.length))
+    return tuple(kept)
 
 
 def _plausible(moment: datetime | None, now: datetime) -> datetime | None:

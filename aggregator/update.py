@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from .config import Config, OutputConfig
-from .dedup import DEFAULT_THRESHOLD, StoryIndex
+from .dedup import DEFAULT_THRESHOLD, TITLE_ONLY_THRESHOLD, StoryIndex
 from .errors import OutputError, ParseError
 from .fetch import Fetcher
 from .models import FeedOutcome, FeedState, FetchResult, FetchStatus, OutputMeta, PassSummary
@@ -63,7 +63,9 @@ async def run_pass(
     outcomes: list[FeedOutcome] = []
     async with contextlib.AsyncExitStack() as stack:
         if fetcher is None:
-            fetcher = await stack.enter_async_context(Fetcher(config.fetch, transport))
+            fetcher = await stack.enter_async_context(
+                Fetcher(config.fetch, transport, allow_private_addresses=config.allow_private_addresses)
+            )
         tasks = [asyncio.ensure_future(fetcher.fetch(state)) for state in states]
         for task in tasks:  # a cancelled pass (service shutdown) leaves no fetch running behind it
             stack.callback(task.cancel)
@@ -80,11 +82,18 @@ async def run_pass(
                 on_feed(outcome)
             if on_result is not None:
                 on_result(by_url[result.url], result, outcome)
-    cluster_new_entries(store, config, now)
+    cluster_started = time.perf_counter()
+    clustered = cluster_new_entries(store, config, now)
+    cluster_seconds = time.perf_counter() - cluster_started
     if publish:
         publish_outputs(config, store, now)
     outcomes.sort(key=lambda o: o.url)
-    return PassSummary(outcomes=tuple(outcomes), seconds=time.perf_counter() - started)
+    return PassSummary(
+        outcomes=tuple(outcomes),
+        seconds=time.perf_counter() - started,
+        clustered=clustered,
+        cluster_seconds=cluster_seconds,
+    )
 
 
 def store_result(store: Store, state: FeedState, result: FetchResult, now: datetime) -> FeedOutcome:
@@ -121,7 +130,11 @@ def cluster_new_entries(store: Store, config: Config, now: datetime) -> int:
     if not items:
         return 0
     window = timedelta(hours=config.dedup.window_hours)
-    index = StoryIndex(window=window, threshold=config.dedup.threshold or DEFAULT_THRESHOLD)
+    index = StoryIndex(
+        window=window,
+        threshold=config.dedup.threshold or DEFAULT_THRESHOLD,
+        title_only_threshold=config.dedup.title_only_threshold or TITLE_ONLY_THRESHOLD,
+    )
     for item, story_id in store.window_entries(items[0].published - window):
         index.add(item, story_id)
     with store.story_writer() as writer:
@@ -189,7 +202,13 @@ def write_atomically(path: Path, body: bytes) -> bool:
     try:
         if path.exists() and path.read_bytes() == body:
             return False
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            blocker = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+            raise OutputError(
+                f"{path}: cannot write the output: {blocker or path.parent} is a file, not a folder"
+            ) from None
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as file:

@@ -1,0 +1,162 @@
+"""OPML 2.0 subscription lists: read one into feed sources (pure, defused), write one from feed sources.
+
+Reading is defensive because an OPML file comes from elsewhere (another reader's export, a web page): the
+size is capped before parsing, a document that declares entities or a DTD is refused (billion laughs, XXE),
+no network is touched, and libxml2's default depth limit (256, `huge_tree=False`) stops a document nested
+1,000 levels deep; outlines nested deeper than MAX_OUTLINE_DEPTH are refused too. Folders (outlines
+without `xmlUrl`) become tags, as do the `category` attribute's entries; a feed listed twice is kept once
+and the repeat reported.
+
+Writing keeps the config's order and gives the same bytes for the same feeds (no dates), so the output can
+be diffed and served with a stable ETag. `opml_document` is the one OPML writer; the `opml` output format
+calls it too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from lxml import etree
+
+from .errors import ConfigError
+from .models import FeedSource
+from .normalize import strip_invalid_xml
+
+__all__ = ["MAX_OPML_BYTES", "MAX_OUTLINE_DEPTH", "OpmlFeeds", "opml_document", "parse_opml", "read_opml"]
+
+# The largest OPML exports we know of (a few thousand feeds) are under 2 MB.
+MAX_OPML_BYTES = 10 * 1024 * 1024
+# Folders in real exports nest two or three deep; deeper is a broken or hostile file.
+MAX_OUTLINE_DEPTH = 32
+OPML_DOCS = "http://opml.org/spec2.opml"
+
+
+@dataclass(frozen=True, slots=True)
+class OpmlFeeds:
+    """The feeds an OPML document lists, in document order, and the outlines skipped with the reason."""
+
+    feeds: tuple[FeedSource, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+def read_opml(path: str | Path) -> OpmlFeeds:
+    """Read and parse an OPML file, refusing one larger than MAX_OPML_BYTES before parsing it."""
+    path = Path(path)
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_OPML_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from e
+    if len(data) > MAX_OPML_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_OPML_BYTES // (1024 * 1024)} MB; not read as OPML")
+    return parse_opml(data, str(path))
+
+
+def parse_opml(data: bytes, source: str = "OPML") -> OpmlFeeds:
+    """The feeds of an OPML document (any version); ConfigError naming `source` when it is not OPML."""
+    if not data.strip():
+        raise ConfigError(f"{source}: empty file, not an OPML document")
+    # libxml2 expands internal entities in attribute values even with resolve_entities=False, and OPML
+    # never needs them: a document that declares any is refused before parsing (billion laughs).
+    if b"<!ENTITY" in data:
+        raise ConfigError(f"{source}: declares XML entities, which OPML never needs; not read")
+    parser = etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        huge_tree=False,
+        load_dtd=False,
+        dtd_validation=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as e:
+        message = re.sub(r"\s*\(<string>, line \d+\)$", "", str(e))
+        if "depth" in message.lower():
+            raise ConfigError(f"{source}: elements nested too deeply; not read as OPML") from None
+        raise ConfigError(f"{source}: not an OPML document (not well-formed XML: {message})") from None
+    if root.getroottree().docinfo.internalDTD is not None:
+        raise ConfigError(f"{source}: has an internal DTD, which OPML never needs; not read")
+    if not isinstance(root.tag, str) or root.tag != "opml":
+        name = root.tag if isinstance(root.tag, str) else "?"
+        raise ConfigError(f"{source}: not an OPML document (the root element is <{name}>, not <opml>)")
+    body = root.find("body")
+    if body is None:
+        raise ConfigError(f"{source}: not an OPML document (no <body>)")
+    feeds: list[FeedSource] = []
+    skipped: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for outline, folders in _outlines(body, source):
+        attributes = {str(key).lower(): (value or "").strip() for key, value in outline.attrib.items()}
+        url = attributes.get("xmlurl", "")
+        if not url:
+            continue
+        if url in seen:
+            skipped.append((url, "listed twice in the file"))
+            continue
+        seen.add(url)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            skipped.append((url, "not an http or https URL"))
+            continue
+        title = attributes.get("title") or attributes.get("text") or None
+        categories = [c.strip().strip("/") for c in attributes.get("category", "").split(",")]
+        tags = tuple(dict.fromkeys(tag for tag in (*folders, *categories) if tag))
+        feeds.append(FeedSource(url=url, title=None if title == url else title, tags=tags))
+    return OpmlFeeds(tuple(feeds), tuple(skipped))
+
+
+def _outlines(body: etree._Element, source: str) -> Iterator[tuple[etree._Element, tuple[str, ...]]]:
+    """Every outline under `body` in document order, with the folder names above it (no recursion)."""
+    stack: list[tuple[etree._Element, tuple[str, ...], int]] = [
+        (child, (), 1) for child in reversed(body) if child.tag == "outline"
+    ]
+    while stack:
+        outline, folders, depth = stack.pop()
+        if depth > MAX_OUTLINE_DEPTH:
+            raise ConfigError(f"{source}: outlines nested more than {MAX_OUTLINE_DEPTH} levels deep")
+        yield outline, folders
+        attributes = {str(key).lower(): value for key, value in outline.attrib.items()}
+        name = (attributes.get("text") or attributes.get("title") or "").strip()
+        inner = folders if attributes.get("xmlurl") or not name else (*folders, name)
+        stack.extend((child, inner, depth + 1) for child in reversed(outline) if child.tag == "outline")
+
+
+def opml_document(feeds: Sequence[FeedSource], title: str) -> bytes:
+    """An OPML 2.0 subscription list: consecutive feeds sharing a first tag go in a folder of that name."""
+    root = etree.Element("opml", version="2.0")
+    head = etree.SubElement(root, "head")
+    etree.SubElement(head, "title").text = _clean(title)
+    etree.SubElement(head, "docs").text = OPML_DOCS
+    body = etree.SubElement(root, "body")
+    folder: etree._Element | None = None
+    folder_tag: str | None = None
+    for feed in feeds:
+        first = feed.tags[0] if feed.tags else None
+        if first is None:
+            parent, folder, folder_tag = body, None, None
+        elif folder is not None and first == folder_tag:
+            parent = folder
+        else:
+            folder = etree.SubElement(body, "outline", text=_clean(first), title=_clean(first))
+            parent, folder_tag = folder, first
+        outline = etree.SubElement(parent, "outline", type="rss", text=_clean(feed.title or feed.url))
+        if feed.title:
+            outline.set("title", _clean(feed.title))
+        outline.set("xmlUrl", _clean(feed.url))
+        # The folder carries the first tag; `category` carries them all when there are more.
+        if len(feed.tags) > 1:
+            outline.set("category", ",".join(_clean(tag) for tag in feed.tags))
+    body_bytes: bytes = etree.tostring(root, encoding="UTF-8", xml_declaration=True, pretty_print=True)
+    return body_bytes
+
+
+def _clean(text: str) -> str:
+    return strip_invalid_xml(text)

@@ -1,0 +1,130 @@
+"""What every output format shares: dates, safe URLs, safe HTML, plain text and the outlets paragraph.
+
+The store already holds sanitized HTML (normalize.py), but an output must not trust it blindly: a row edited
+by hand, an older release's sanitizer or a title that decoded to ``<script>`` must not reach a subscriber.
+So every HTML fragment goes through the nh3 sanitizer again here, every link must be http(s), and every
+text field is reduced to plain text before the format escapes it.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from ..models import Enclosure, Story
+from ..normalize import clean_text, sanitize_html, strip_invalid_xml
+
+__all__ = [
+    "EPOCH",
+    "GENERATOR",
+    "feed_updated",
+    "plain_text",
+    "rfc822",
+    "rfc3339",
+    "safe_enclosures",
+    "safe_html",
+    "safe_url",
+    "sources_html",
+    "story_html",
+]
+
+GENERATOR = "aggregator"
+# The `updated` of an empty feed: a fixed date, never the time of writing, so an empty output is stable too.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LINK_SCHEMES = ("http", "https")
+_WHITESPACE = re.compile(r"\s")
+# Levels of entity escaping plain_text undoes before it gives up and drops every angle bracket.
+_MAX_UNESCAPES = 4
+
+
+def rfc3339(moment: datetime) -> str:
+    """A date as RFC 3339 in UTC, the form Atom and JSON Feed require."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc822(moment: datetime) -> str:
+    """A date as RFC 822 (with a four-digit year, as RSS 2.0 asks): `Tue, 03 Nov 2026 09:15:00 GMT`."""
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+def feed_updated(stories: Sequence[Story]) -> datetime:
+    """The feed's `updated`: its newest story's, never the clock, so an unchanged store gives the same bytes."""
+    return max((story.updated for story in stories), default=EPOCH)
+
+
+def safe_url(url: str | None) -> str | None:
+    """`url` if it is an absolute http(s) URL, else None: no javascript:, data: or relative links leave us."""
+    return _safe_url(url) if url else None
+
+
+@lru_cache(maxsize=16_384)
+def _safe_url(url: str) -> str | None:
+    # cached: an output checks the same few hundred outlet and feed URLs many times
+    url = strip_invalid_xml(url).strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in _LINK_SCHEMES or not parts.netloc or _WHITESPACE.search(url):
+        return None
+    return url
+
+
+def safe_html(markup: str | None, base_url: str | None) -> str:
+    """`markup` sanitized again with nh3 (scripts, styles, handlers, javascript:/data: links removed)."""
+    return sanitize_html(markup, safe_url(base_url) or "") or ""
+
+
+def plain_text(text: str | None) -> str:
+    """A title or a name as plain text: any markup it carries is dropped, never passed on."""
+    return _plain_text(text) if text else ""
+
+
+@lru_cache(maxsize=16_384)
+def _plain_text(text: str) -> str:
+    # cached: outlet names repeat in every story they report
+    # Cleaning decodes entities, so "&lt;script&gt;" comes out as a tag: clean until nothing changes, as an
+    # RSS reader that renders titles as HTML would otherwise run it.
+    for _ in range(_MAX_UNESCAPES):
+        cleaned = clean_text(text)
+        if cleaned == text:
+            return text
+        text = cleaned
+    return text.replace("<", "").replace(">", "")
+
+
+def safe_enclosures(story: Story) -> tuple[Enclosure, ...]:
+    """The story's enclosures whose URL is http(s); feeds pass them through unsanitized."""
+    found = []
+    for enclosure in story.enclosures:
+        url = safe_url(enclosure.url)
+        if url is not None:
+            media_type = plain_text(enclosure.type) or None
+            if media_type is not None and "/" not in media_type:
+                media_type = None
+            length = enclosure.length if isinstance(enclosure.length, int) and enclosure.length > 0 else None
+            found.append(Enclosure(url=url, type=media_type, length=length))
+    return tuple(found)
+
+
+def sources_html(story: Story) -> str:
+    """The "Reported by" paragraph: every outlet of the story with its link, lead first."""
+    if not story.sources:
+        return ""
+    links = []
+    for source in story.sources:
+        name = html.escape(plain_text(source.feed_title) or source.feed_url)
+        url = safe_url(source.url)
+        links.append(f'<a href="{html.escape(url)}">{name}</a>' if url else name)
+    label = "Reported by" if len(links) == 1 else f"Reported by {len(links)} outlets"
+    return f"<p>{label}: {', '.join(links)}</p>"
+
+
+def story_html(story: Story) -> str:
+    """The story's full text for a feed item: its content (or summary), sanitized, then the outlets."""
+    return safe_html(story.content or story.summary, story.url) + sources_html(story)

@@ -1,0 +1,271 @@
+"""Serves the published outputs over HTTP: starlette routes, run by uvicorn in the caller's event loop.
+
+A thin face: the files publish_outputs wrote are served as they are on disk (so a reader always gets a whole
+old or a whole new file, never a partial one), each at `/feeds/<file name>` with its media type, a strong
+ETag (a digest of the bytes) and Last-Modified (the file's mtime), and a 304 for a conditional request that
+matches. `/health` is JSON for monitors; `/` is a small page that links every output and advertises the
+feeds for autodiscovery. uvicorn's own signal handling is switched off: the service owns the signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import html
+import json
+import logging
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from . import __version__
+from .config import Config, OutputConfig
+from .errors import AggregatorError, ConfigError
+from .render import MEDIA_TYPES
+
+__all__ = ["HttpServer", "create_app", "feed_path", "served_outputs"]
+
+log = logging.getLogger(__name__)
+
+# Subscribers revalidate on every poll (a cheap 304 thanks to the ETag) instead of caching a stale story list.
+CACHE_CONTROL = "public, no-cache"
+_TEXT_FORMATS = frozenset(MEDIA_TYPES)
+
+Health = Callable[[], Mapping[str, Any]]
+
+
+def feed_path(output: OutputConfig) -> str:
+    """The URL path an output is served at: `/feeds/` and the output file's name."""
+    return "/feeds/" + Path(output.path).name
+
+
+def served_outputs(config: Config) -> dict[str, OutputConfig]:
+    """Each output by the file name it is served under; two outputs with one file name are a config error."""
+    served: dict[str, OutputConfig] = {}
+    for index, output in enumerate(config.outputs):
+        name = Path(output.path).name
+        if name in served:
+            raise ConfigError(f"outputs[{index}].path: the file name {name!r} is already served for another output")
+        served[name] = output
+    return served
+
+
+def create_app(get_config: Callable[[], Config], health: Health) -> Starlette:
+    """The HTTP app; `get_config` is asked on every request, so a reloaded config is served at once."""
+    files = _FileCache()
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(_index_page(get_config()))
+
+    async def feed(request: Request) -> Response:
+        config = get_config()
+        output = served_outputs(config).get(request.path_params["name"])
+        if output is None:
+            return PlainTextResponse("no such feed\n", status_code=404)
+        published = files.get(config.resolve(output.path))
+        if published is None:
+            return PlainTextResponse("not published yet: the first update pass has not finished\n", 404)
+        headers = {"ETag": published.etag, "Last-Modified": published.last_modified, "Cache-Control": CACHE_CONTROL}
+        if _not_modified(request, published):
+            return Response(status_code=304, headers=headers)
+        media_type = MEDIA_TYPES[output.format] + ("; charset=utf-8" if output.format in _TEXT_FORMATS else "")
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(len(published.body))
+            return Response(status_code=200, headers=headers, media_type=media_type)
+        return Response(published.body, headers=headers, media_type=media_type)
+
+    async def health_check(request: Request) -> Response:
+        data = dict(health())
+        status = 503 if data.get("status") == "failing" else 200
+        return Response(
+            json.dumps(data, indent=2) + "\n",
+            status_code=status,
+            media_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    return Starlette(
+        routes=[
+            Route("/", index, methods=["GET", "HEAD"]),
+            Route("/feeds/{name}", feed, methods=["GET", "HEAD"]),
+            Route("/health", health_check, methods=["GET", "HEAD"]),
+        ]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Published:
+    body: bytes
+    etag: str
+    last_modified: str
+    mtime: float
+
+
+class _FileCache:
+    """Output files with their validators, re-read only when the file changed (publish renames a new one in)."""
+
+    def __init__(self) -> None:
+        self._files: dict[Path, tuple[tuple[int, int, int], _Published]] = {}
+
+    def get(self, path: Path) -> _Published | None:
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        key = (info.st_ino, info.st_mtime_ns, info.st_size)
+        cached = self._files.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            body = path.read_bytes()
+        except OSError:
+            return None
+        published = _Published(
+            body=body,
+            etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"',
+            last_modified=formatdate(info.st_mtime, usegmt=True),
+            mtime=float(int(info.st_mtime)),
+        )
+        self._files[path] = (key, published)
+        return published
+
+
+def _not_modified(request: Request, published: _Published) -> bool:
+    """RFC 9110 13.1: If-None-Match decides when present (weak comparison); else If-Modified-Since."""
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+        return "*" in tags or published.etag in tags
+    since = request.headers.get("if-modified-since")
+    if since is None:
+        return False
+    try:
+        moment = parsedate_to_datetime(since)
+    except (TypeError, ValueError, IndexError):
+        return False
+    return moment is not None and published.mtime <= moment.timestamp()
+
+
+def _index_page(config: Config) -> str:
+    outputs = served_outputs(config)
+    links, items = [], []
+    for name, output in outputs.items():
+        href = html.escape(f"/feeds/{name}")
+        title = html.escape(output.title)
+        media = MEDIA_TYPES[output.format]
+        if output.format in ("atom", "rss", "json"):
+            links.append(f'<link rel="alternate" type="{media}" title="{title}" href="{href}">')
+        items.append(f'<li><a href="{href}">{title}</a> <small>({html.escape(output.format)})</small></li>')
+    head = "\n    ".join(links)
+    body = "\n      ".join(items) or "<li>No outputs are configured.</li>"
+    return f"""<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8">
+    <title>aggregator</title>
+    {head}
+  </head>
+  <body>
+    <h1>aggregator</h1>
+    <ul>
+      {body}
+    </ul>
+    <p><a href="/health">health</a> · aggregator {html.escape(__version__)}</p>
+  </body>
+</html>
+"""
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its signal handlers: SIGTERM, SIGINT and SIGHUP belong to the service."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class HttpServer:
+    """One uvicorn server for `app` in the running event loop; `start()` binds or raises, `stop()` ends it."""
+
+    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 8080) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self._server: _Uvicorn | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The host and port actually listened on (port 0 asks the system for a free one)."""
+        if self._socket is None:
+            raise RuntimeError("the server is not started")
+        host, port = self._socket.getsockname()[:2]
+        return str(host), int(port)
+
+    async def start(self, timeout: float = 10.0) -> None:
+        """Listen on host:port and serve in the background; an address in use is an AggregatorError."""
+        self._socket = _bind(self.host, self.port)
+        config = uvicorn.Config(
+            self.app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=3,
+        )
+        self._server = _Uvicorn(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="http-server")
+        async with asyncio.timeout(timeout):
+            while not self._server.started:
+                if self._task.done():
+                    self._task.result()
+                    raise AggregatorError(f"cannot serve on {self.host}:{self.port}: the server stopped at once")
+                await asyncio.sleep(0.01)
+        host, port = self.address
+        log.info("serving on http://%s:%d/", host if ":" not in host else f"[{host}]", port)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, let open requests finish for up to `timeout` seconds, then close."""
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._task)
+        except TimeoutError:
+            self._server.force_exit = True
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._task = None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A bound socket, so a taken port is reported here in one line (uvicorn would exit the process)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except OSError as e:
+        raise AggregatorError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        raise AggregatorError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sock

@@ -1,0 +1,609 @@
+"""The service against a loopback server whose answers the test controls: what it polls, when, and how it stops.
+
+In-process tests drive `Service.poll()` with a fake clock (no waiting for the schedule); the lifecycle tests run
+`aggregator run` in a subprocess and send it real signals. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from conftest import query, run_cli, write_config
+
+from aggregator.service import Service, ServiceState
+
+T = TypeVar("T")
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- a server the test controls -------------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    """One canned answer: status, headers, body and how long to take."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    latency: float = 0.0
+
+
+Route = Callable[[dict[str, str]], Reply]
+
+
+class ControlledServer:
+    """A threaded HTTP server on a loopback address: per-path handlers, request counts, peak concurrency."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.routes: dict[str, Route] = {}
+        self.hits: Counter[str] = Counter()
+        self.starts: list[tuple[float, str]] = []
+        self.active = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                owner._handle(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._http = ThreadingHTTPServer((host, 0), Handler)
+        self._http.daemon_threads = True
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str) -> str:
+        host, port = self._http.server_address[:2]
+        return f"http://{host}:{port}{path}"
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        path = request.path
+        with self._lock:
+            self.hits[path] += 1
+            self.starts.append((time.monotonic(), path))
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            route = self.routes.get(path)
+            reply = route(dict(request.headers)) if route else Reply(404, body=b"not found")
+            if reply.latency:
+                time.sleep(reply.latency)
+            request.send_response(reply.status)
+            for name, value in reply.headers.items():
+                request.send_header(name, value)
+            if reply.status != 304:
+                request.send_header("Content-Length", str(len(reply.body)))
+            request.end_headers()
+            if reply.status != 304:
+                request.wfile.write(reply.body)
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+_WORDS = [
+    "harbour", "glacier", "violin", "senate", "copper", "orchard", "falcon", "lantern", "marble", "tundra",
+    "comet", "saffron", "quarry", "meadow", "typhoon", "archive", "canyon", "ember", "fjord", "garnet", "hazel",
+    "igloo", "jasmine", "kettle", "lagoon", "mosaic", "nectar", "obsidian", "pepper", "quartz", "ribbon",
+    "sapphire", "tandem", "umbra", "velvet", "walnut", "yarrow", "zephyr", "anchor", "bramble", "cobalt", "dune",
+]  # fmt: skip
+
+
+def rss(name: str, items: int = 3) -> bytes:
+    """A small RSS 2.0 feed of entries `name-0`..`name-{items-1}`, about an hour apart, unrelated to other feeds'."""
+
+    def words(i: int, n: int) -> str:
+        return " ".join(random.Random(f"{name}-{i}").sample(_WORDS, n))
+
+    start = T0 - timedelta(minutes=random.Random(name).randrange(600))
+    entries = "".join(
+        f"<item><title>{name} story {i} {words(i, 6)}</title><link>https://example.org/{name}/{i}</link>"
+        f"<guid>{name}-{i}</guid><pubDate>{format_datetime(start - timedelta(hours=i), usegmt=True)}</pubDate>"
+        f"<description>{words(i + 100, 12)}</description></item>"
+        for i in range(items)
+    )
+    return f"<rss version='2.0'><channel><title>{name}</title><link>https://example.org/{name}</link>{entries}</channel></rss>".encode()
+
+
+def feed(body: bytes, *, etag: str = '"v1"', latency: float = 0.0) -> Route:
+    """A feed that answers 304 to a matching If-None-Match."""
+
+    def route(headers: dict[str, str]) -> Reply:
+        if headers.get("If-None-Match") == etag:
+            return Reply(304, {"ETag": etag}, latency=latency)
+        return Reply(200, {"ETag": etag, "Content-Type": "application/rss+xml"}, body, latency=latency)
+
+    return route
+
+
+def fixed(reply: Reply) -> Route:
+    return lambda headers: reply
+
+
+@pytest.fixture
+def server() -> Iterator[ControlledServer]:
+    srv = ControlledServer()
+    yield srv
+    srv.close()
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def at(self, moment: datetime) -> Clock:
+        self.now = moment
+        return self
+
+
+def run(coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+    """Run a coroutine to completion, failing (not hanging) after `timeout` seconds."""
+
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout):
+            return await coroutine
+
+    return asyncio.run(bounded())
+
+
+def make_service(config: Path, clock: Clock, **options: Any) -> Service:
+    return Service(config, clock=clock, rng=random.Random(1), handle_signals=False, **options)
+
+
+def schedule_of(db: Path, url: str) -> dict[str, Any]:
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        row = conn.execute("SELECT * FROM feeds WHERE url = ?", (url,)).fetchone()
+    assert row is not None, url
+    return dict(row)
+
+
+def when(text: str | None) -> datetime:
+    assert text is not None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+# --- polling --------------------------------------------------------------------------------------------------
+
+
+def test_polls_due_feeds_only_and_resumes_the_stored_schedule(tmp_path: Path, server: ControlledServer) -> None:
+    for name in "abc":
+        server.routes[f"/{name}"] = feed(rss(name))
+    urls = [server.url(f"/{name}") for name in "abc"]
+    config = write_config(tmp_path, urls, interval="30m", jitter=0.1)
+    db = tmp_path / "aggregator.db"
+    clock = Clock()
+
+    async def scenario() -> None:
+        service = make_service(config, clock)
+        await service.open()
+        summary = await service.poll()
+        assert summary is not None and summary.new == 9
+        assert await service.poll(T0 + timedelta(minutes=10)) is None  # nothing due: nothing fetched
+        await service.stop()
+
+    run(scenario())
+    assert sum(server.hits.values()) == 3
+    planned = {url: when(schedule_of(db, url)["next_fetch_at"]) for url in urls}
+    assert all(T0 + timedelta(minutes=30) <= t <= T0 + timedelta(minutes=33) for t in planned.values())
+    assert len(set(planned.values())) > 1  # jitter spreads them
+    first = min(planned.values())
+
+    async def after_restart() -> None:
+        service = make_service(config, clock.at(first))
+        await service.open()
+        summary = await service.poll()
+        assert summary is not None and len(summary.outcomes) == 1 and summary.not_modified == 1
+        await service.stop()
+
+    run(after_restart())  # a new process picks up exactly the stored schedule
+    assert sum(server.hits.values()) == 4
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_not_modified_path_keeps_entries_and_saves_new_validators(tmp_path: Path, server: ControlledServer) -> None:
+    body = rss("a")
+    server.routes["/a"] = feed(body, etag='"v1"')
+    config = write_config(tmp_path, [server.url("/a")], interval="30m", jitter=0)
+    db = tmp_path / "aggregator.db"
+    clock = Clock()
+    output = tmp_path / "public" / "feed.atom"
+
+    async def scenario() -> None:
+        service = make_service(config, clock)
+        await service.open()
+        await service.poll()
+        published = output.stat().st_mtime_ns
+        # the server now sends a new ETag with the same bytes: stored, body not parsed again, nothing published
+        server.routes["/a"] = feed(body, etag='"v2"')
+        summary = await service.poll(clock.at(T0 + timedelta(minutes=30)).now)
+        assert summary is not None and summary.not_modified == 1 and summary.new == 0
+        assert schedule_of(db, server.url("/a"))["etag"] == '"v2"'
+        summary = await service.poll(clock.at(T0 + timedelta(minutes=60)).now)
+        assert summary is not None and summary.outcomes[0].http_status == 304
+        assert output.stat().st_mtime_ns == published
+        await service.stop()
+
+    run(scenario())
+    row = schedule_of(db, server.url("/a"))
+    assert (row["last_status"], row["error_count"], row["next_fetch_at"]) == (304, 0, "2026-03-01T10:30:00Z")
+    assert query(db, "SELECT count(*) FROM entries") == [(3,)]
+
+
+def test_retry_after_is_respected_and_429_holds_the_whole_host(tmp_path: Path, server: ControlledServer) -> None:
+    server.routes["/busy"] = fixed(Reply(503, {"Retry-After": "7200"}))
+    # (an HTTP-date Retry-After is measured against the response's Date, here the real clock, not the test's:
+    # test_schedule.py covers that form)
+    server.routes["/limited"] = fixed(Reply(429, {"Retry-After": "10800"}))
+    server.routes["/other"] = feed(rss("o"))
+    urls = [server.url(p) for p in ("/busy", "/limited", "/other")]
+    config = write_config(tmp_path, urls, interval="30m", jitter=0)
+    db = tmp_path / "aggregator.db"
+    clock = Clock()
+
+    async def scenario() -> None:
+        service = make_service(config, clock)
+        await service.open()
+        await service.poll()
+        assert dict(server.hits) == {"/busy": 1, "/limited": 1, "/other": 1}
+        # at 09:30 /other is due, but its host said 429 until 12:00: nothing goes to that host
+        assert await service.poll(clock.at(T0 + timedelta(minutes=30)).now) is None
+        assert await service.poll(clock.at(T0 + timedelta(hours=2, minutes=59)).now) is None
+        summary = await service.poll(clock.at(T0 + timedelta(hours=3)).now)
+        assert summary is not None and {o.url for o in summary.outcomes} == set(urls)
+        await service.stop()
+
+    run(scenario())
+    assert dict(server.hits) == {"/busy": 2, "/limited": 2, "/other": 2}
+    busy = schedule_of(db, urls[0])
+    assert busy["schedule_reason"] == "retry-after" and busy["error_count"] == 2
+
+
+def test_backoff_grows_on_failures_and_resets_on_success(tmp_path: Path, server: ControlledServer) -> None:
+    server.routes["/flaky"] = fixed(Reply(500, body=b"oops"))
+    url = server.url("/flaky")
+    config = write_config(tmp_path, [url], interval="30m", jitter=0)
+    db = tmp_path / "aggregator.db"
+    clock = Clock()
+    gaps = []
+
+    async def scenario() -> None:
+        service = make_service(config, clock)
+        await service.open()
+        for attempt in range(6):
+            if attempt == 4:
+                server.routes["/flaky"] = feed(rss("f"))
+            before = clock.now
+            summary = await service.poll()
+            assert summary is not None and len(summary.outcomes) == 1
+            planned = when(schedule_of(db, url)["next_fetch_at"])
+            gaps.append(round((planned - before).total_seconds() / 60))
+            assert await service.poll(planned - timedelta(seconds=1)) is None  # not a moment early
+            clock.at(planned)
+        await service.stop()
+
+    run(scenario())
+    assert gaps == [30, 60, 120, 240, 30, 30]  # 4 failures double the wait; a success resets it
+    assert server.hits["/flaky"] == 6
+    assert schedule_of(db, url)["error_count"] == 0
+
+
+def test_gone_disables_the_feed_for_good(tmp_path: Path, server: ControlledServer) -> None:
+    server.routes["/gone"] = fixed(Reply(410))
+    server.routes["/ok"] = feed(rss("k"))
+    config = write_config(tmp_path, [server.url("/gone"), server.url("/ok")], interval="30m", jitter=0)
+    db = tmp_path / "aggregator.db"
+    clock = Clock()
+
+    async def scenario() -> None:
+        service = make_service(config, clock)
+        await service.open()
+        await service.poll()
+        for days in (1, 30, 365):
+            summary = await service.poll(clock.at(T0 + timedelta(days=days)).now)
+            assert summary is not None and [o.url for o in summary.outcomes] == [server.url("/ok")]
+        health = service.health()
+        assert health["feeds"]["disabled"] == 1 and health["feeds"]["ok"] == 1
+        await service.stop()
+
+    run(scenario())
+    assert server.hits["/gone"] == 1
+    row = schedule_of(db, server.url("/gone"))
+    assert row["disabled_reason"].startswith("HTTP 410") and row["next_fetch_at"] is None
+
+
+@pytest.mark.parametrize(("code", "moves"), [(301, True), (308, True), (302, False), (307, False)])
+def test_redirects_move_the_feed_only_when_permanent_and_confirmed(
+    tmp_path: Path, server: ControlledServer, code: int, moves: bool
+) -> None:
+    server.routes["/old"] = fixed(Reply(code, {"Location": "/new"}))
+    server.routes["/new"] = feed(rss("n"))
+    old = server.url("/old")
+    config = write_config(tmp_path, [old], interval="30m", jitter=0)
+    db = tmp_path / "aggregator.db"
+    clock = Clock()
+
+    async def scenario() -> None:
+        service = make_service(config, clock)
+        await service.open()
+        for attempt in range(5):
+            summary = await service.poll(clock.at(T0 + timedelta(hours=attempt)).now)
+            assert summary is not None and summary.failed == 0
+        await service.stop()
+
+    run(scenario())
+    row = schedule_of(db, old)  # the row keeps the configured URL, so feeds.yaml still names it
+    if moves:
+        assert server.hits["/old"] == 3 and server.hits["/new"] == 5
+        assert row["fetch_url"] == server.url("/new") and row["redirect_count"] == 0
+    else:
+        assert server.hits["/old"] == 5 and row["fetch_url"] is None and row["redirect_count"] == 0
+    assert query(db, "SELECT count(*) FROM feeds") == [(1,)]
+    assert query(db, "SELECT count(*) FROM entries") == [(3,)]
+
+
+def test_moved_feed_keeps_its_row_when_feeds_yaml_is_updated_to_the_new_url(
+    tmp_path: Path, server: ControlledServer
+) -> None:
+    server.routes["/old"] = fixed(Reply(301, {"Location": "/new"}))
+    server.routes["/new"] = feed(rss("n"))
+    config = write_config(tmp_path, [server.url("/old")], interval="30m", jitter=0)
+    db = tmp_path / "aggregator.db"
+    clock = Clock()
+
+    async def scenario() -> None:
+        service = make_service(config, clock)
+        await service.open()
+        for attempt in range(3):
+            await service.poll(clock.at(T0 + timedelta(hours=attempt)).now)
+        write_config(tmp_path, [server.url("/new")], interval="30m", jitter=0)
+        assert await service.reload()
+        assert await service.poll(clock.at(T0 + timedelta(hours=5)).now) is not None
+        await service.stop()
+
+    run(scenario())
+    assert query(db, "SELECT url, fetch_url, active FROM feeds") == [(server.url("/new"), None, 1)]
+    assert query(db, "SELECT count(*) FROM entries") == [(3,)]
+
+
+def test_per_host_concurrency_never_exceeds_its_limit(tmp_path: Path) -> None:
+    hosts = [ControlledServer("127.0.0.1"), ControlledServer("127.0.0.2")]
+    try:
+        urls = []
+        for srv in hosts:
+            for i in range(8):
+                srv.routes[f"/{i}"] = feed(rss(f"h{i}", 1), latency=0.1)
+                urls.append(srv.url(f"/{i}"))
+        config = write_config(tmp_path, urls, fetch={"concurrency": 16, "per_host": 2})
+        run(_open_poll_stop(config, Clock()))
+        assert [srv.peak for srv in hosts] == [2, 2]
+        assert [sum(srv.hits.values()) for srv in hosts] == [8, 8]
+    finally:
+        for srv in hosts:
+            srv.close()
+
+
+def test_min_host_spacing_separates_request_starts(tmp_path: Path, server: ControlledServer) -> None:
+    for i in range(4):
+        server.routes[f"/{i}"] = feed(rss(f"s{i}", 1))
+    urls = [server.url(f"/{i}") for i in range(4)]
+    config = write_config(tmp_path, urls, fetch={"per_host": 4, "min_host_spacing": 0.3})
+    run(_open_poll_stop(config, Clock()))
+    starts = sorted(t for t, _ in server.starts)
+    assert len(starts) == 4
+    # measured at the server: connection set-up and thread wake-ups blur each gap by a few tens of ms
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.2
+    assert starts[-1] - starts[0] >= 0.85
+
+
+async def _open_poll_stop(config: Path, clock: Clock) -> None:
+    service = make_service(config, clock)
+    await service.open()
+    await service.poll()
+    await service.stop()
+
+
+# --- config reload ----------------------------------------------------------------------------------------------
+
+
+def test_reload_adds_and_removes_feeds_and_keeps_running_on_a_bad_config(
+    tmp_path: Path, server: ControlledServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in "abc":
+        server.routes[f"/{name}"] = feed(rss(name, 1))
+    a, b, c = (server.url(f"/{name}") for name in "abc")
+    config = write_config(tmp_path, [a, b], interval="30m")
+    clock = Clock()
+
+    async def scenario() -> None:
+        service = make_service(config, clock)
+        await service.open()
+        await service.poll()
+        write_config(tmp_path, [b, c], interval="30m")
+        assert await service.reload()
+        summary = await service.poll(clock.at(T0 + timedelta(minutes=1)).now)
+        assert summary is not None and [o.url for o in summary.outcomes] == [c]  # the new feed, at once
+        config.write_text("feeds: [{url: not a url}]\n", encoding="utf-8")
+        assert not await service.reload()
+        assert [feed.url for feed in service.config.feeds] == [b, c]
+        summary = await service.poll(clock.at(T0 + timedelta(hours=2)).now)
+        assert summary is not None and sorted(o.url for o in summary.outcomes) == [b, c]
+        assert service.state is ServiceState.OPEN
+        await service.stop()
+        assert service.state is ServiceState.STOPPED
+
+    run(scenario())
+    assert "config reload failed, still running the previous config" in caplog.text
+    assert "feeds[0].url" in caplog.text
+    assert server.hits == Counter({"/a": 1, "/b": 2, "/c": 2})
+
+
+# --- the process: signals, grace period, crash safety -----------------------------------------------------------
+
+
+def _start(config: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "--config", str(config), "run", *args],
+        cwd=config.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _finish(process: subprocess.Popen[str], timeout: float) -> tuple[int, str, float]:
+    started = time.monotonic()
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, stderr = process.communicate()
+        raise AssertionError(f"the service did not exit within {timeout} s:\n{stderr}") from None
+    return process.returncode, stderr, time.monotonic() - started
+
+
+def test_sigterm_exits_zero_within_the_grace_period_with_the_database_intact(
+    tmp_path: Path, server: ControlledServer
+) -> None:
+    for i in range(6):
+        server.routes[f"/{i}"] = feed(rss(f"t{i}", 2), latency=0.5 if i < 3 else 30)
+    config = write_config(
+        tmp_path,
+        [server.url(f"/{i}") for i in range(6)],
+        fetch={"per_host": 6, "deadline": 60, "read_timeout": 60},
+        service={"grace_seconds": 1},
+    )
+    process = _start(config)
+    _wait_for(lambda: sum(server.hits.values()) == 6, 20, "all six requests to be in flight")
+    process.send_signal(signal.SIGTERM)
+    code, stderr, took = _finish(process, timeout=15)
+    assert code == 0, stderr
+    assert took < 1 + 4, stderr  # the grace period, plus slack for a loaded machine
+    assert "cancelling 3 feeds still in flight" in stderr
+    db = tmp_path / "aggregator.db"
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    # the fast three finished within the grace period and were stored and published; the slow ones were not
+    assert query(db, "SELECT count(*) FROM feeds WHERE last_fetched_at IS NOT NULL") == [(3,)]
+    assert query(db, "SELECT count(*) FROM entries") == [(6,)]
+    stories = query(db, "SELECT count(*) FROM stories")[0][0]
+    assert stories > 0 and (tmp_path / "public" / "feed.atom").read_bytes().count(b"<entry>") == stories
+
+
+def test_kill_9_during_a_pass_then_restart_completes_the_work(tmp_path: Path, server: ControlledServer) -> None:
+    names = [f"k{i:02d}" for i in range(16)]
+    for name in names:
+        server.routes[f"/{name}"] = feed(rss(name, 3), latency=0.15)
+    config = write_config(tmp_path, [server.url(f"/{name}") for name in names], fetch={"per_host": 2})
+    db = tmp_path / "aggregator.db"
+    output = tmp_path / "public" / "feed.atom"
+    process = _start(config)
+    _wait_for(lambda: sum(server.hits.values()) >= 8, 20, "the pass to be under way")
+    process.kill()
+    process.communicate(timeout=10)
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    stored_before = query(db, "SELECT count(*) FROM entries")[0][0]
+    assert 0 < stored_before < 48
+    hits_before = sum(server.hits.values())
+    (unplanned,) = query(db, "SELECT count(*) FROM feeds WHERE next_fetch_at IS NULL")[0]
+
+    def finished() -> bool:
+        done = query(db, "SELECT count(*) FROM feeds WHERE next_fetch_at IS NULL") == [(0,)]
+        done = done and query(db, "SELECT count(*) FROM entries WHERE story_id IS NULL") == [(0,)]
+        stories = query(db, "SELECT count(*) FROM stories")[0][0]
+        return done and output.exists() and output.read_bytes().count(b"<entry>") == stories
+
+    process = _start(config)
+    try:
+        _wait_for(finished, 30, "the restarted service to finish every feed and publish")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code, stderr, _ = _finish(process, timeout=15)
+    assert code == 0, stderr
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    assert query(db, "SELECT count(*), count(DISTINCT guid) FROM entries") == [(48, 48)]
+    # exactly the feeds that had no planned fetch when killed were fetched again: nothing lost, nothing twice
+    assert sum(server.hits.values()) == hits_before + unplanned
+
+
+def test_sighup_reloads_the_config_of_a_running_service(tmp_path: Path, server: ControlledServer) -> None:
+    server.routes["/a"] = feed(rss("a", 1))
+    server.routes["/b"] = feed(rss("b", 1))
+    config = write_config(tmp_path, [server.url("/a")], service={"reload_check_seconds": 0})
+    process = _start(config)
+    try:
+        _wait_for(lambda: server.hits["/a"] == 1, 20, "the first fetch")
+        write_config(tmp_path, [server.url("/a"), server.url("/b")], service={"reload_check_seconds": 0})
+        process.send_signal(signal.SIGHUP)
+        _wait_for(lambda: server.hits["/b"] == 1, 20, "the feed added by SIGHUP to be fetched")
+    finally:
+        process.send_signal(signal.SIGINT)
+        code, stderr, _ = _finish(process, timeout=15)
+    assert code == 0, stderr
+    assert "config reloaded: 2 feeds (1 added, 0 removed)" in stderr
+    assert server.hits["/a"] == 1
+
+
+@pytest.mark.parametrize("command", ["run", "serve"])
+def test_a_bad_config_is_one_line_and_exit_code_2(tmp_path: Path, command: str) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text("interval: 1m\n", encoding="utf-8")
+    result = run_cli(command, config=config)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {config}: interval: 60 s is below min_interval (300 s); lower min_interval to allow it\n"
+    )
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, stderr, _ = _finish(_start(config, "--serve", "--port", str(port)), timeout=20)
+    assert code == 1
+    assert stderr.strip().splitlines()[-1] == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
