@@ -318,9 +318,21 @@ def feeds_command(obj: Context, failing: bool, include_removed: bool, as_json: b
         for line in (header, *cells):
             click.echo("\t".join(line))
         return
-    table = Table(*header, header_style="bold", box=None)
+    # On a terminal: times to the minute, URLs and problems folded rather than cut, titles shortened.
+    table = Table(header_style="bold", box=None)
+    for name in header:
+        table.add_column(
+            name,
+            no_wrap=name in ("status", "last fetch", "next fetch", "last new entry", "entries"),
+            overflow="fold" if name in ("url", "problem") else "ellipsis",
+            justify="right" if name == "entries" else "left",
+        )
     for row, line in zip(rows, cells, strict=True):
-        table.add_row(*line, style=_STATUS_STYLES.get(row.status, ""))
+        shown = [_minute(cell) if name in ("last fetch", "next fetch", "last new entry") else cell
+                 for name, cell in zip(header, line, strict=True)]  # fmt: skip
+        if row.status == "failing":
+            shown[0] = f"failing since {_minute(_time(row.failing_since))}"
+        table.add_row(*shown, style=_STATUS_STYLES.get(row.status, ""))
     console.print(table)
 
 
@@ -343,7 +355,7 @@ def _feed_cells(row: FeedHealth) -> tuple[str, ...]:
 
 
 def _feed_json(row: FeedHealth) -> dict[str, Any]:
-    times = ("failing_since", "last_fetched_at", "next_fetch_at", "last_new_entry_at", "newest_entry")
+    times = ("failing_since", "last_fetched_at", "next_fetch_at", "last_new_entry_at")
     data = {name: getattr(row, name) for name in FeedHealth.__slots__}
     data.update({name: _time(getattr(row, name)) or None for name in times}, tags=list(row.tags))
     return data
@@ -351,6 +363,11 @@ def _feed_json(row: FeedHealth) -> dict[str, Any]:
 
 def _time(moment: datetime | None) -> str:
     return format_time(moment) if moment is not None else ""
+
+
+def _minute(stamp: str) -> str:
+    """`2026-11-26T03:12:01Z` -> `2026-11-26 03:12` for a terminal table."""
+    return stamp[:16].replace("T", " ")
 
 
 _AGE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

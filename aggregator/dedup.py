@@ -38,9 +38,12 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 import re
+import sys
 import unicodedata
-from collections import Counter
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -110,6 +113,10 @@ SIZE_PRIOR = 0.2
 SLUG_SHARE = 1.0
 # Only the stories sharing the most indexed weight are scored exactly.
 MAX_CANDIDATES = 30
+# Up to this many centroid terms, a story's norm without one feed's members is summed in full (bit for bit the
+# original computation); above it, corrected incrementally. Speed only: the synthetic 200x50 corpus of
+# benchmarks/corpus.py grows one story of 7,000 entries, whose full sum cost 1.5 ms per entry.
+EXACT_NORM_TERMS = 2000
 # Text beyond these lengths is ignored: a 10,000-character title must not touch every story.
 MAX_TITLE_CHARS = 300
 MAX_SUMMARY_CHARS = 600
@@ -181,6 +188,7 @@ def _is_headline(title: str) -> bool:
     return len(title[: MAX_TITLE_CHARS * 4].split()) <= MAX_HEADLINE_WORDS
 
 
+@lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
     """Fold English plurals and possessives so "elephants" meets "elephant's"."""
     if word.endswith("'s"):
@@ -250,53 +258,115 @@ def _vectorize(item: DedupItem) -> _Vector:
 
 @dataclass(slots=True)
 class _Held:
-    """An entry held in the index."""
+    """An entry held in the index: what the window, eviction and exact matching need, and its unit vector.
 
-    item: DedupItem
+    Only these fields are kept, not the DedupItem: its summary text is the bulk of an item and is not needed
+    once the vector is built. The vector is two parallel sequences (interned terms, float64 values) in the
+    order of the unit dict, about a sixth of a dict's memory; the index holds every entry of the window.
+    """
+
+    entry_id: int
+    feed_id: int
+    canonical_url: str | None
+    published: datetime
     story_id: int
-    vector: _Vector
+    terms: tuple[str, ...]
+    values: array[float]
     title_key: str
     title_weight: float
     indexed: bool
 
+    def unit(self) -> Iterator[tuple[str, float]]:
+        """The unit vector's (term, value) pairs, in the order they were built."""
+        return zip(self.terms, self.values, strict=True)
+
 
 @dataclass(slots=True)
 class _Story:
-    """A story's members in the window and their centroid."""
+    """A story's members in the window and their centroid.
 
-    centroid: dict[str, float] = field(default_factory=dict)
+    A story that has only ever had one member keeps no centroid dict of its own (`centroid` None): its
+    centroid is that member's unit vector, built on demand by `view()` exactly as `add()` would have built it.
+    Most stories of a busy window are such singletons, so this halves the index's memory.
+    """
+
+    centroid: dict[str, float] | None = None
     sq_norm: float = 0.0
     members: dict[int, _Held] = field(default_factory=dict)
-    feeds: Counter[int] = field(default_factory=Counter)
+    # the members of each feed, in membership order: a story can hold thousands of entries
+    feeds: dict[int, list[_Held]] = field(default_factory=dict)
 
     def add(self, held: _Held, sign: float) -> None:
         """Add (sign 1) or remove (sign -1) one member's vector from the centroid."""
-        for term, value in held.vector.unit.items():
-            old = self.centroid.get(term, 0.0)
+        if self.centroid is None:
+            if sign > 0 and len(self.members) == 1:
+                # the first member: the same arithmetic as below on an empty centroid (0.0 + value)
+                sq_norm = self.sq_norm
+                for value in held.values:
+                    new = 0.0 + sign * value
+                    sq_norm += new * new - 0.0 * 0.0
+                self.sq_norm = sq_norm
+                return
+            self.centroid = self.view()
+        centroid = self.centroid
+        for term, value in held.unit():
+            old = centroid.get(term, 0.0)
             new = old + sign * value
             self.sq_norm += new * new - old * old
             if abs(new) < 1e-9:
-                self.centroid.pop(term, None)
+                centroid.pop(term, None)
             else:
-                self.centroid[term] = new
+                centroid[term] = new
 
-    def centroid_without(self, feed_id: int) -> tuple[dict[str, float], float]:
-        """The centroid of the members of other feeds, and its squared norm."""
-        centroid = dict(self.centroid)
-        for held in self.members.values():
-            if held.item.feed_id == feed_id:
-                for term, value in held.vector.unit.items():
-                    rest = centroid.get(term, 0.0) - value
-                    if abs(rest) < 1e-9:
-                        centroid.pop(term, None)
-                    else:
-                        centroid[term] = rest
-        return centroid, sum(v * v for v in centroid.values())
+    def view(self) -> dict[str, float]:
+        """The centroid (for a never-changed singleton, built from its only member's vector)."""
+        if self.centroid is not None:
+            return self.centroid
+        held = next(iter(self.members.values()))  # the first member: the only one that has counted
+        return {term: 0.0 + value for term, value in held.unit() if not abs(0.0 + value) < 1e-9}
+
+    def without(self, feed_id: int, terms: Iterable[str]) -> tuple[dict[str, float], float]:
+        """The centroid of the members of other feeds, at `terms` only (a term left at zero is absent),
+        and its squared norm.
+
+        The values are bit for bit those of subtracting the feed's members from a copy of the whole centroid
+        (the same subtractions in the same order: terms are independent), but only the terms those members
+        touch are computed. The squared norm is exactly that copy's sum of squares while the centroid is
+        small; a big story's (thousands of terms, where copying and summing it cost milliseconds per entry)
+        is the story's norm corrected at the touched terms, equal up to float rounding.
+        """
+        centroid = self.view()
+        touched: dict[str, float | None] = {}  # value once the feed's members are out; None: zero, dropped
+        for held in self.feeds[feed_id]:
+            for term, value in held.unit():
+                current = touched[term] if term in touched else centroid.get(term, 0.0)
+                rest = (current or 0.0) - value
+                touched[term] = None if abs(rest) < 1e-9 else rest
+        wanted = {term: centroid[term] for term in terms if term in centroid}
+        for term in wanted.keys() & touched.keys():
+            left = touched[term]
+            if left is None:
+                del wanted[term]
+            else:
+                wanted[term] = left
+        wanted.update((t, r) for t in terms if t not in centroid and (r := touched.get(t)) is not None)
+        if len(centroid) <= EXACT_NORM_TERMS:
+            rest_all = {**centroid, **{t: r for t, r in touched.items() if r is not None}}
+            for term in (t for t, r in touched.items() if r is None):
+                rest_all.pop(term, None)
+            values = list(rest_all.values())
+            # the same left-to-right float sum as sum(v * v for v in values), at C speed
+            return wanted, sum(map(operator.mul, values, values))
+        sq_norm = self.sq_norm
+        for term, left in touched.items():
+            old = centroid.get(term, 0.0)
+            sq_norm += (left * left if left is not None else 0.0) - old * old
+        return wanted, sq_norm
 
     def in_window(self, when: datetime, window: timedelta) -> bool:
         """Whether a member was published within `window` of `when`, either side."""
         # newest first: in a time-ordered stream the first member tried is usually the answer
-        return any(abs(h.item.published - when) <= window for h in reversed(self.members.values()))
+        return any(abs(h.published - when) <= window for h in reversed(self.members.values()))
 
 
 class StoryIndex:
@@ -318,6 +388,9 @@ class StoryIndex:
         self._by_url: dict[str, dict[int, _Held]] = {}
         self._by_title: dict[str, dict[int, _Held]] = {}
         self._ages: list[tuple[datetime, int]] = []
+        # what assign() computed for its item (the item, its vector or None, its title key), reused by the
+        # add() of the same item that follows: vectorizing is the costliest step of both
+        self._pending: tuple[DedupItem, _Vector | None, str] | None = None
 
     def __len__(self) -> int:
         """Number of entries held."""
@@ -325,12 +398,15 @@ class StoryIndex:
 
     def assign(self, item: DedupItem) -> Assignment:
         """Decide which story the item joins (story_id None: a new one); the caller then calls add()."""
-        exact = self._exact_match(item)
+        title_key = normalize_title(item.title)
+        self._pending = (item, None, title_key)
+        exact = self._exact_match(item, title_key)
         if exact is not None:
             return exact
         if not _is_headline(item.title):
             return Assignment(item.entry_id, None, "new", 0.0)
         vector = _vectorize(item)
+        self._pending = (item, vector, title_key)
         threshold = self.threshold if item.summary_text else self.title_only_threshold
         best: tuple[float, int, float] | None = None  # (rank, story id, cosine)
         best_score = 0.0
@@ -338,11 +414,12 @@ class StoryIndex:
             story = self._stories[story_id]
             if not story.in_window(item.published, self.window):
                 continue
-            centroid, sq_norm = story.centroid, story.sq_norm
             if item.feed_id in story.feeds:
                 if len(story.feeds) == 1:
                     continue  # only entries of this feed: they join each other through rules 1 and 2 only
-                centroid, sq_norm = story.centroid_without(item.feed_id)
+                centroid, sq_norm = story.without(item.feed_id, vector.unit)
+            else:
+                centroid, sq_norm = story.view(), story.sq_norm
             shared = sum(w for t, w in vector.raw.items() if t in centroid and "_" not in t)
             if shared < MIN_SHARED_WEIGHT:
                 continue
@@ -360,21 +437,41 @@ class StoryIndex:
 
     def add(self, item: DedupItem, story_id: int) -> None:
         """Record the item as a member of story_id (seeding from the store, or after assign())."""
+        pending, self._pending = self._pending, None
         if item.entry_id in self._held:
             self._remove(item.entry_id)
-        vector = _vectorize(item)
-        title_key = normalize_title(item.title)
+        if pending is not None and pending[0] is item:
+            vector, title_key = pending[1] or _vectorize(item), pending[2]
+        else:
+            vector, title_key = _vectorize(item), normalize_title(item.title)
         title_weight = sum(_word_weight(w) for w in set(title_key.split()))
-        held = _Held(item, story_id, vector, title_key, title_weight, _is_headline(item.title))
+        held = _Held(
+            entry_id=item.entry_id,
+            feed_id=item.feed_id,
+            canonical_url=item.canonical_url,
+            published=item.published,
+            story_id=story_id,
+            terms=tuple(map(sys.intern, vector.unit)),
+            values=array("d", vector.unit.values()),
+            title_key=title_key,
+            title_weight=title_weight,
+            indexed=_is_headline(item.title),
+        )
         self._held[item.entry_id] = held
-        story = self._stories.setdefault(story_id, _Story())
+        story = self._stories.get(story_id)
+        if story is None:
+            story = self._stories[story_id] = _Story()
         story.members[item.entry_id] = held
-        story.feeds[item.feed_id] += 1
+        story.feeds.setdefault(item.feed_id, []).append(held)
         story.add(held, 1.0)
         if held.indexed:
-            for term in vector.unit:
-                posting = self._postings.setdefault(term, {})
-                posting[story_id] = posting.get(story_id, 0) + 1
+            postings = self._postings
+            for term in held.terms:
+                posting = postings.get(term)
+                if posting is None:
+                    postings[term] = {story_id: 1}
+                else:
+                    posting[story_id] = posting.get(story_id, 0) + 1
         if item.canonical_url:
             self._by_url.setdefault(item.canonical_url, {})[item.entry_id] = held
         if title_key:
@@ -386,16 +483,15 @@ class StoryIndex:
         while self._ages and self._ages[0][0] < before:
             published, entry_id = heapq.heappop(self._ages)
             held = self._held.get(entry_id)
-            if held is not None and held.item.published == published:
+            if held is not None and held.published == published:
                 self._remove(entry_id)
 
-    def _exact_match(self, item: DedupItem) -> Assignment | None:
+    def _exact_match(self, item: DedupItem, title_key: str) -> Assignment | None:
         """Join the story of a window entry with the same canonical URL or informative normalized title."""
         if item.canonical_url:
             held = self._latest_in_window(self._by_url.get(item.canonical_url), item)
             if held is not None:
                 return Assignment(item.entry_id, held.story_id, "url", 1.0)
-        title_key = normalize_title(item.title)
         held = self._latest_in_window(self._by_title.get(title_key), item) if title_key else None
         if held is not None and held.title_weight >= MIN_SHARED_WEIGHT:
             return Assignment(item.entry_id, held.story_id, "title", 1.0)
@@ -403,8 +499,8 @@ class StoryIndex:
 
     def _latest_in_window(self, entries: dict[int, _Held] | None, item: DedupItem) -> _Held | None:
         """The most recently published of `entries` within the window of `item`, if any."""
-        near = [h for h in (entries or {}).values() if abs(h.item.published - item.published) <= self.window]
-        return max(near, key=lambda h: h.item.published, default=None)
+        near = [h for h in (entries or {}).values() if abs(h.published - item.published) <= self.window]
+        return max(near, key=lambda h: h.published, default=None)
 
     def _candidates(self, vector: _Vector) -> list[int]:
         """Stories sharing indexed terms with the vector, most shared weight first, at most MAX_CANDIDATES."""
@@ -422,20 +518,22 @@ class StoryIndex:
         held = self._held.pop(entry_id)
         story = self._stories[held.story_id]
         del story.members[entry_id]
-        story.feeds[held.item.feed_id] -= 1
-        if story.feeds[held.item.feed_id] <= 0:
-            del story.feeds[held.item.feed_id]
-        story.add(held, -1.0)
+        own = story.feeds[held.feed_id]
+        own.remove(held)
+        if not own:
+            del story.feeds[held.feed_id]
         if not story.members:
-            del self._stories[held.story_id]
-        for term in held.vector.unit if held.indexed else ():
+            del self._stories[held.story_id]  # its centroid goes with it
+        else:
+            story.add(held, -1.0)
+        for term in held.terms if held.indexed else ():
             posting = self._postings[term]
             posting[held.story_id] -= 1
             if posting[held.story_id] <= 0:
                 del posting[held.story_id]
                 if not posting:
                     del self._postings[term]
-        for lookup, key in ((self._by_url, held.item.canonical_url), (self._by_title, held.title_key)):
+        for lookup, key in ((self._by_url, held.canonical_url), (self._by_title, held.title_key)):
             if key and key in lookup:
                 lookup[key].pop(entry_id, None)
                 if not lookup[key]:

@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 # Subscribers revalidate on every poll (a cheap 304 thanks to the ETag) instead of caching a stale story list.
 CACHE_CONTROL = "public, no-cache"
-_TEXT_FORMATS = frozenset(MEDIA_TYPES)
 
 Health = Callable[[], Mapping[str, Any]]
 
@@ -78,7 +77,7 @@ def create_app(get_config: Callable[[], Config], health: Health) -> Starlette:
         headers = {"ETag": published.etag, "Last-Modified": published.last_modified, "Cache-Control": CACHE_CONTROL}
         if _not_modified(request, published):
             return Response(status_code=304, headers=headers)
-        media_type = MEDIA_TYPES[output.format] + ("; charset=utf-8" if output.format in _TEXT_FORMATS else "")
+        media_type = MEDIA_TYPES[output.format] + "; charset=utf-8"  # every output format is UTF-8 text
         if request.method == "HEAD":
             headers["Content-Length"] = str(len(published.body))
             return Response(status_code=200, headers=headers, media_type=media_type)

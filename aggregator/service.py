@@ -127,6 +127,7 @@ class Service:
         self._clock = clock
         self._rng = rng or random.Random()
         self._handle_signals = handle_signals
+        self._signals_installed = False
         self.state = ServiceState.NEW
         self._config: Config | None = None
         self._store: Store | None = None
@@ -216,6 +217,7 @@ class Service:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
             loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+            self._signals_installed = True
         self.state = ServiceState.RUNNING
         log.info(
             "service started: %d feeds, polling %s, pid %d",
@@ -249,10 +251,6 @@ class Service:
         opened = self.state is not ServiceState.NEW
         self.state = ServiceState.STOPPING
         self._stop_requested.set()
-        if self._handle_signals:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         grace = self._config.service.grace_seconds if self._config is not None else 0.0
@@ -271,6 +269,11 @@ class Service:
             await self._fetcher.__aexit__(None, None, None)
         if self._store is not None:
             self._store.close()
+        if self._signals_installed:
+            # kept until now, so that a second SIGTERM/SIGINT cuts the grace period short
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
         self.state = ServiceState.STOPPED
         if opened:
             log.info("service stopped", extra={"event": "stop"})

@@ -275,7 +275,6 @@ class FeedHealth:
     next_fetch_at: datetime | None = None
     last_new_entry_at: datetime | None = None
     entries: int = 0
-    newest_entry: datetime | None = None
     disabled_reason: str | None = None
 
 
@@ -649,6 +648,7 @@ class Store:
                 ),
             )  # fmt: skip
             if plan.host is not None and plan.host_until is not None:
+                conn.execute("DELETE FROM host_holds WHERE until <= ?", (stamp,))  # expired ones
                 conn.execute(
                     """INSERT INTO host_holds (host, until, reason) VALUES (?, ?, ?)
                        ON CONFLICT (host) DO UPDATE SET until = max(until, excluded.until), reason = excluded.reason""",
@@ -795,8 +795,9 @@ class Store:
 
     def feed_table(self, sources: Sequence[FeedSource], *, include_removed: bool = False) -> list[FeedHealth]:
         """The health of the configured feeds, in config order; then feeds no longer configured, if asked."""
-        rows = self._rows("SELECT * FROM feed_health ORDER BY id")
-        by_url = {row["url"]: row for row in rows}
+        # Named columns, not *: the view's newest_entry costs a 1,000,000-entry index probe per feed.
+        rows = self.db.conn.execute(f"SELECT {_FEED_HEALTH_COLUMNS} FROM feed_health ORDER BY id").fetchall()
+        by_url = {row[1]: row for row in rows}
         table = [
             _feed_health(by_url[source.url], source)
             if source.url in by_url
@@ -805,7 +806,7 @@ class Store:
         ]
         if include_removed:
             configured = {source.url for source in sources}
-            table.extend(_feed_health(row, None) for row in rows if row["url"] not in configured)
+            table.extend(_feed_health(row, None) for row in rows if row[1] not in configured)
         return table
 
     def prune(self, cutoff: datetime, keep: Iterable[int], now: datetime, *, dry_run: bool = False) -> PruneResult:
@@ -1090,33 +1091,41 @@ def _optional_time(text: str | None) -> datetime | None:
     return parse_time(text) if text else None
 
 
-def _feed_health(row: dict[str, Any], source: FeedSource | None) -> FeedHealth:
-    if row["disabled_reason"]:
+_FEED_HEALTH_COLUMNS = (
+    "id, url, title, tags, failing_since, error_count, last_status, last_error, disabled_reason, "
+    "last_fetched_at, next_fetch_at, last_new_entry_at, entries"
+)
+
+
+def _feed_health(row: Sequence[Any], source: FeedSource | None) -> FeedHealth:
+    (feed_id, url, title, tags, failing_since, error_count, last_status, last_error, disabled_reason,
+     last_fetched_at, next_fetch_at, last_new_entry_at, entries) = row  # fmt: skip
+    # The view's status, except that the config, not the last pass, says whether a feed is still subscribed.
+    if disabled_reason:
         status = "disabled"
     elif source is None:
         status = "removed"
-    elif row["failing_since"]:
+    elif failing_since:
         status = "failing"
-    elif row["last_fetched_at"] is None:
+    elif last_fetched_at is None:
         status = "new"
     else:
         status = "ok"
     return FeedHealth(
-        url=row["url"],
-        title=(source.title if source else None) or row["title"],
-        tags=source.tags if source else tuple(json.loads(row["tags"])),
+        url=url,
+        title=(source.title if source else None) or title,
+        tags=source.tags if source else tuple(json.loads(tags)),
         status=status,
-        id=row["id"],
-        failing_since=_optional_time(row["failing_since"]),
-        error_count=row["error_count"],
-        last_status=row["last_status"],
-        last_error=row["last_error"],
-        last_fetched_at=_optional_time(row["last_fetched_at"]),
-        next_fetch_at=_optional_time(row["next_fetch_at"]),
-        last_new_entry_at=_optional_time(row["last_new_entry_at"]),
-        entries=row["entries"],
-        newest_entry=_optional_time(row["newest_entry"]),
-        disabled_reason=row["disabled_reason"] or None,
+        id=feed_id,
+        failing_since=_optional_time(failing_since),
+        error_count=error_count,
+        last_status=last_status,
+        last_error=last_error,
+        last_fetched_at=_optional_time(last_fetched_at),
+        next_fetch_at=_optional_time(next_fetch_at),
+        last_new_entry_at=_optional_time(last_new_entry_at),
+        entries=entries,
+        disabled_reason=disabled_reason or None,
     )
 
 

@@ -24,7 +24,7 @@ from .config import Config, OutputConfig
 from .dedup import DEFAULT_THRESHOLD, TITLE_ONLY_THRESHOLD, StoryIndex
 from .errors import OutputError, ParseError
 from .fetch import Fetcher
-from .models import FeedOutcome, FeedState, FetchResult, FetchStatus, OutputMeta, PassSummary
+from .models import Entry, FeedOutcome, FeedState, FetchResult, FetchStatus, OutputMeta, ParsedFeed, PassSummary
 from .normalize import normalize_entry
 from .parse import parse_feed
 from .render import render
@@ -71,7 +71,10 @@ async def run_pass(
             stack.callback(task.cancel)
         for next_done in asyncio.as_completed(tasks):
             result = await next_done
-            outcome = store_result(store, by_url[result.url], result, now)
+            # parsing a large or hostile feed takes seconds of CPU: in a thread, so the other fetches keep
+            # reading their sockets and no feed's deadline runs out waiting for another feed's parse
+            prepared = await asyncio.to_thread(prepare_result, result, now)
+            outcome = store_result(store, by_url[result.url], result, now, prepared)
             log.info(
                 "fetched %s: %s %s, %d bytes, %.0f ms, %d new",
                 result.url, outcome.status.value, result.http_status or "-", outcome.bytes,
@@ -96,8 +99,26 @@ async def run_pass(
     )
 
 
-def store_result(store: Store, state: FeedState, result: FetchResult, now: datetime) -> FeedOutcome:
-    """Parse, normalize and store one fetched feed; every expected failure is recorded on the feed."""
+# What parsing a fetched body produced: the feed and its normalized entries, or the ParseError.
+Prepared = tuple[ParsedFeed, list[Entry]] | ParseError
+
+
+def prepare_result(result: FetchResult, now: datetime) -> Prepared | None:
+    """Parse and normalize a fetched body (pure, safe in a worker thread); None when there is no body."""
+    if result.status is not FetchStatus.OK or result.body is None:
+        return None
+    base_url = result.final_url or result.url
+    try:
+        parsed = parse_feed(result.body, dict(result.headers, **{"content-location": base_url}))
+    except ParseError as e:
+        return e
+    return parsed, [normalize_entry(entry, base_url, now) for entry in parsed.entries]
+
+
+def store_result(
+    store: Store, state: FeedState, result: FetchResult, now: datetime, prepared: Prepared | None = None
+) -> FeedOutcome:
+    """Store one fetched feed, parsed here unless `prepared` by prepare_result; failures are recorded on it."""
     size = len(result.body) if result.body is not None else 0
 
     def outcome(status: FetchStatus, new: int = 0, updated: int = 0, error: str | None = None) -> FeedOutcome:
@@ -113,13 +134,13 @@ def store_result(store: Store, state: FeedState, result: FetchResult, now: datet
         store.record_not_modified(state, result, now)
         return outcome(FetchStatus.NOT_MODIFIED)
     assert result.body is not None
-    base_url = result.final_url or result.url
-    try:
-        parsed = parse_feed(result.body, dict(result.headers, **{"content-location": base_url}))
-    except ParseError as e:
-        store.record_failure(state, result.http_status, str(e), now)
-        return outcome(FetchStatus.FAILED, error=str(e))
-    entries = [normalize_entry(entry, base_url, now) for entry in parsed.entries]
+    if prepared is None:
+        prepared = prepare_result(result, now)
+    if isinstance(prepared, ParseError):
+        store.record_failure(state, result.http_status, str(prepared), now)
+        return outcome(FetchStatus.FAILED, error=str(prepared))
+    assert prepared is not None
+    parsed, entries = prepared
     saved = store.save_feed(state, result, parsed, entries, now)
     return outcome(FetchStatus.OK, new=len(saved.new_ids), updated=saved.updated, error=parsed.warning)
 

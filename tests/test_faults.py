@@ -148,7 +148,10 @@ def test_a_lock_taken_mid_pass_keeps_every_finished_feed(feeds: FeedFiles, tmp_p
     holder = Holder(db)
 
     def lock_then_answer(request: Request) -> Response:
-        holder.lock()  # another writer takes the database while the pass waits for this feed
+        deadline = time.monotonic() + 10  # once alpha is stored, another writer takes the database
+        while holder.conn.execute("SELECT count(*) FROM entries").fetchone()[0] < 30 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        holder.lock()
         return Response(rss("beta", 30), content_type="application/rss+xml")
 
     feeds.server.expect_request("/b.xml").respond_with_handler(lock_then_answer)

@@ -128,7 +128,6 @@ def test_feeds_failing_json_lists_only_the_broken_feed(newsroom: Newsroom) -> No
             "next_fetch_at": next_fetch or None,
             "last_new_entry_at": None,
             "entries": 0,
-            "newest_entry": None,
             "disabled_reason": None,
         }
     ]

@@ -533,6 +533,23 @@ def test_sigterm_exits_zero_within_the_grace_period_with_the_database_intact(
     assert stories > 0 and (tmp_path / "public" / "feed.atom").read_bytes().count(b"<entry>") == stories
 
 
+def test_a_second_sigterm_cuts_the_grace_period_short(tmp_path: Path, server: ControlledServer) -> None:
+    server.routes["/slow"] = feed(rss("slow", 1), latency=30)
+    config = write_config(
+        tmp_path, [server.url("/slow")], fetch={"deadline": 60, "read_timeout": 60}, service={"grace_seconds": 60}
+    )
+    process = _start(config)
+    _wait_for(lambda: server.hits["/slow"] == 1, 20, "the request to be in flight")
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    code, stderr, took = _finish(process, timeout=15)
+    assert code == 0, stderr
+    assert took < 5, stderr
+    assert "stop requested again: cancelling in-flight fetches now" in stderr
+    assert query(tmp_path / "aggregator.db", "PRAGMA integrity_check") == [("ok",)]
+
+
 def test_kill_9_during_a_pass_then_restart_completes_the_work(tmp_path: Path, server: ControlledServer) -> None:
     names = [f"k{i:02d}" for i in range(16)]
     for name in names:
