@@ -498,14 +498,17 @@ def _result_json(result: SearchResult) -> dict[str, Any]:
 @click.option("--title", help="Display name (default: the feed's own title).")
 @click.option("--tag", "tags", multiple=True, help="A tag for the feed; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was added as JSON.")
+@click.option("--allow-private", is_flag=True, help="Allow a feed on a loopback or private network address.")
 @click.pass_obj
 @_reports_errors
-def add_command(obj: Context, url: str, title: str | None, tags: tuple[str, ...], as_json: bool) -> None:
+def add_command(
+    obj: Context, url: str, title: str | None, tags: tuple[str, ...], as_json: bool, allow_private: bool
+) -> None:
     """Subscribe to a feed, or to the feed a web page advertises; the feed must parse before it is added."""
     config = obj.config()
     if url in {feed.url for feed in config.feeds}:
         raise QueryError(f"{url} is already in {obj.config_path}")
-    found = asyncio.run(discover_feed(url, config.fetch))
+    found = asyncio.run(discover_feed(url, config.fetch, allow_private_addresses=allow_private))
     source = FeedSource(url=found.url, title=title or None, tags=tuple(dict.fromkeys(tags)))
     add_feeds(obj.config_path, [source])
     if as_json:

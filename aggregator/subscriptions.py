@@ -75,11 +75,19 @@ class OpmlImport:
 
 
 async def discover_feed(
-    url: str, settings: FetchSettings, transport: httpx.AsyncBaseTransport | None = None
+    url: str,
+    settings: FetchSettings,
+    transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    allow_private_addresses: bool = False,
 ) -> Discovery:
-    """Find the feed behind `url` (a feed or a web page) and check it parses; FeedError when there is none."""
+    """Find the feed behind `url` (a feed or a web page) and check it parses; FeedError when there is none.
+
+    Private and loopback addresses are refused unless allowed: a URL typed at the terminal should not make
+    the aggregator probe the local network.
+    """
     _check_url(url)
-    async with Fetcher(settings, transport) as fetcher:
+    async with Fetcher(settings, transport, allow_private_addresses=allow_private_addresses) as fetcher:
         page = await fetcher.fetch(FeedState(feed_id=0, url=url))
         if page.status is not FetchStatus.OK or page.body is None:
             raise FetchError(f"{url}: cannot fetch: {page.error or 'no body'}", page.http_status)

@@ -53,7 +53,7 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "YAML syntax error": (
         f"feeds:\n  - url: {OK_FEED}\n   title: [oops\n",
-        "YAML syntax error: line 3, column 4: expected <block end>, but found '<block mapping start>'",
+        "YAML syntax error: line 3, column 4: did not find expected '-' indicator",
     ),
     "not a mapping": (
         f"- url: {OK_FEED}\n",

@@ -67,7 +67,9 @@ def page(*links: str) -> str:
 
 def test_add_a_feed_url_appends_three_lines_and_keeps_every_other_byte(config: Path, feeds: FeedFiles) -> None:
     url = feeds.serve("/new.xml", RSS)
-    result = run_cli("add", url, "--title", "Example: news", "--tag", "tech", "--tag", "a, b", config=config)
+    result = run_cli(
+        "add", "--allow-private", url, "--title", "Example: news", "--tag", "tech", "--tag", "a, b", config=config
+    )
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout == f"added {url} (Example: news; 2 entries; the URL is a feed) to {config}\n"
     added = f'  - url: {url}\n    title: "Example: news"\n    tags: [tech, "a, b"]\n'
@@ -75,9 +77,19 @@ def test_add_a_feed_url_appends_three_lines_and_keeps_every_other_byte(config: P
     assert load_config(config).sources()[-1] == FeedSource(url, "Example: news", ("tech", "a, b"))
 
 
+def test_add_refuses_a_loopback_feed_unless_allowed(config: Path, feeds: FeedFiles) -> None:
+    url = feeds.serve("/new.xml", RSS)
+    result = run_cli("add", url, config=config)
+    assert result.exit_code == 1
+    assert "allow_private_addresses is false" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert config.read_bytes() == CONFIG.encode()
+    assert feeds.requests == []
+
+
 def test_add_then_remove_gives_back_the_file_byte_for_byte(config: Path, feeds: FeedFiles) -> None:
     url = feeds.serve("/new.xml", RSS)
-    assert run_cli("add", url, config=config).exit_code == 0
+    assert run_cli("add", "--allow-private", url, config=config).exit_code == 0
     assert f"  - url: {url}\n\n# retention comes last" in config.read_text(encoding="utf-8")
     removed = run_cli("remove", url, config=config)
     assert (removed.exit_code, removed.stdout) == (0, f"removed {url} from {config}\n")
@@ -104,7 +116,7 @@ def test_remove_deletes_only_the_feeds_lines_and_keeps_comments(config: Path) ->
 def test_add_discovers_the_feed_a_page_advertises(config: Path, feeds: FeedFiles) -> None:
     feed = feeds.serve("/news/rss", RSS)
     site = feeds.serve("/index.html", page("/news/rss"), "text/html; charset=utf-8")
-    result = run_cli("add", site, "--json", config=config)
+    result = run_cli("add", "--allow-private", site, "--json", config=config)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {
         "url": feed,
@@ -120,7 +132,7 @@ def test_add_discovers_the_feed_a_page_advertises(config: Path, feeds: FeedFiles
 def test_add_finds_a_feed_at_a_common_path_when_the_page_advertises_none(config: Path, feeds: FeedFiles) -> None:
     feed = feeds.serve("/atom.xml", ATOM, "application/atom+xml")
     site = feeds.serve("/blog/", page(), "text/html")
-    result = run_cli("add", site, config=config)
+    result = run_cli("add", "--allow-private", site, config=config)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == f"added {feed} (Atom Site; 1 entries; found at a common path) to {config}\n"
 
@@ -133,7 +145,7 @@ def closed_port() -> int:
 
 def test_add_of_an_unreachable_url_is_one_error_and_leaves_the_file_alone(config: Path) -> None:
     url = f"http://127.0.0.1:{closed_port()}/feed.xml"
-    result = run_cli("add", url, config=config)
+    result = run_cli("add", "--allow-private", url, config=config)
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: {url}: cannot fetch: cannot connect: ")
     assert result.stderr.count("\n") == 1
@@ -142,7 +154,7 @@ def test_add_of_an_unreachable_url_is_one_error_and_leaves_the_file_alone(config
 
 def test_add_of_a_page_without_a_feed_is_one_error_and_leaves_the_file_alone(config: Path, feeds: FeedFiles) -> None:
     site = feeds.serve("/about.html", page(), "text/html")
-    result = run_cli("add", site, config=config)
+    result = run_cli("add", "--allow-private", site, config=config)
     assert (result.exit_code, result.stdout) == (1, "")
     assert result.stderr == (
         f"error: {site}: an HTML page with no feed: it advertises none, and none of /feed, /rss, /rss.xml, "
@@ -154,7 +166,7 @@ def test_add_of_a_page_without_a_feed_is_one_error_and_leaves_the_file_alone(con
 def test_add_of_a_page_whose_advertised_feed_is_broken_names_it(config: Path, feeds: FeedFiles) -> None:
     feeds.serve("/broken.rss", b"<html><body>Not here</body></html>", "text/html")
     site = feeds.serve("/home.html", page("/broken.rss"), "text/html")
-    result = run_cli("add", site, config=config)
+    result = run_cli("add", "--allow-private", site, config=config)
     assert result.exit_code == 1
     broken = feeds.server.url_for("/broken.rss")
     assert result.stderr.startswith(
@@ -165,16 +177,16 @@ def test_add_of_a_page_whose_advertised_feed_is_broken_names_it(config: Path, fe
 
 def test_add_of_a_document_that_is_neither_feed_nor_page(config: Path, feeds: FeedFiles) -> None:
     url = feeds.serve("/data.txt", b"just some text", "text/plain")
-    result = run_cli("add", url, config=config)
+    result = run_cli("add", "--allow-private", url, config=config)
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: {url}: not a feed")
     assert config.read_bytes() == CONFIG.encode()
 
 
 def test_add_refuses_a_feed_already_subscribed_and_a_url_that_is_not_http(config: Path) -> None:
-    again = run_cli("add", A, config=config)
+    again = run_cli("add", "--allow-private", A, config=config)
     assert (again.exit_code, again.stderr) == (2, f"error: {A} is already in {config}\n")
-    ftp = run_cli("add", "ftp://files.example/feed.xml", config=config)
+    ftp = run_cli("add", "--allow-private", "ftp://files.example/feed.xml", config=config)
     assert (ftp.exit_code, ftp.stderr) == (2, "error: 'ftp://files.example/feed.xml' is not an http or https URL\n")
     assert config.read_bytes() == CONFIG.encode()
 
@@ -189,7 +201,7 @@ def test_an_invalid_config_is_never_edited(config: Path, feeds: FeedFiles) -> No
     broken = CONFIG.replace("retention:", "retension:")
     config.write_text(broken, encoding="utf-8")
     url = feeds.serve("/new.xml", RSS)
-    for args in (("add", url), ("remove", A)):
+    for args in (("add", "--allow-private", url), ("remove", A)):
         result = run_cli(*args, config=config)
         assert (result.exit_code, result.stderr) == (2, f"error: {config}: retension: unknown key\n")
     assert config.read_text(encoding="utf-8") == broken
@@ -199,7 +211,7 @@ def test_flow_style_feeds_are_re_emitted_and_keep_their_comments(tmp_path: Path,
     config = tmp_path / "feeds.yaml"
     config.write_text(f"# top comment\ndatabase: x.db  # the store\nfeeds: [{{url: '{A}'}}]\n", encoding="utf-8")
     url = feeds.serve("/new.xml", RSS)
-    assert run_cli("add", url, "--tag", "yes", config=config).exit_code == 0
+    assert run_cli("add", "--allow-private", url, "--tag", "yes", config=config).exit_code == 0
     text = config.read_text(encoding="utf-8")
     assert text.startswith("# top comment\ndatabase: x.db  # the store\nfeeds:\n")
     assert load_config(config).sources() == (FeedSource(A), FeedSource(url, tags=("yes",)))
@@ -212,7 +224,7 @@ def test_the_file_keeps_its_permissions_and_its_symlink(tmp_path: Path, feeds: F
     link = tmp_path / "feeds.yaml"
     link.symlink_to(real)
     url = feeds.serve("/new.xml", RSS)
-    assert run_cli("add", url, config=link).exit_code == 0
+    assert run_cli("add", "--allow-private", url, config=link).exit_code == 0
     assert link.is_symlink()
     assert stat.S_IMODE(real.stat().st_mode) == 0o600
     assert url in real.read_text(encoding="utf-8")
