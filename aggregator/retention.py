@@ -21,18 +21,7 @@ __all__ = ["prune_store", "shown_story_ids"]
 
 def shown_story_ids(config: Config, store: Store, now: datetime) -> set[int]:
     """Ids of the stories the configured outputs show now (the selection publish_outputs makes)."""
-    shown: set[int] = set()
-    for output in config.outputs:
-        feed_ids = None
-        if output.tags:
-            feed_ids = store.feed_ids_with_tags(output.tags)
-        if output.feeds:
-            by_url = store.feed_ids_with_urls(output.feeds)
-            feed_ids = by_url if feed_ids is None else feed_ids & by_url
-        since = now - timedelta(hours=output.max_age_hours) if output.max_age_hours else None
-        stories = store.latest_stories(output.limit, feed_ids=feed_ids, min_sources=output.min_sources, since=since)
-        shown.update(story.id for story in stories)
-    return shown
+    return {story.id for output in config.outputs for story in store.stories_for_output(output, now)}
 
 
 def prune_store(

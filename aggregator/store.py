@@ -16,13 +16,14 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from .config import OutputConfig
 from .errors import QueryError, StoreError
 from .models import (
     Assignment,
@@ -498,6 +499,15 @@ class Store:
             writer = StoryWriter(self.db.conn)
             yield writer
             writer.refresh()
+
+    def stories_for_output(self, output: OutputConfig, now: datetime) -> list[Story]:
+        """The stories one output shows now: its feed, tag, source-count and age filters, newest first."""
+        feed_ids = self.feed_ids_with_tags(output.tags) if output.tags else None
+        if output.feeds:
+            by_url = self.feed_ids_with_urls(output.feeds)
+            feed_ids = by_url if feed_ids is None else feed_ids & by_url
+        since = now - timedelta(hours=output.max_age_hours) if output.max_age_hours else None
+        return self.latest_stories(output.limit, feed_ids=feed_ids, min_sources=output.min_sources, since=since)
 
     def latest_stories(
         self,

@@ -201,16 +201,7 @@ def publish_outputs(config: Config, store: Store, now: datetime) -> list[Path]:
     """Write every output file from the store; a file whose bytes would not change is left untouched."""
     written = []
     for output in config.outputs:
-        feed_ids = None
-        if output.tags:
-            feed_ids = store.feed_ids_with_tags(output.tags)
-        if output.feeds:
-            by_url = store.feed_ids_with_urls(output.feeds)
-            feed_ids = by_url if feed_ids is None else feed_ids & by_url
-        since = now - timedelta(hours=output.max_age_hours) if output.max_age_hours else None
-        stories = store.latest_stories(
-            output.limit, feed_ids=feed_ids, min_sources=output.min_sources, since=since
-        )
+        stories = store.stories_for_output(output, now)
         body = render(stories, output_meta(config, output), feeds=config.sources())
         path = config.resolve(output.path)
         if write_atomically(path, body):
