@@ -27,7 +27,7 @@ from .fetch import Fetcher
 from .models import Entry, FeedOutcome, FeedState, FetchResult, FetchStatus, OutputMeta, ParsedFeed, PassSummary
 from .normalize import normalize_entry
 from .parse import parse_feed
-from .render import render
+from .render import MEDIA_TYPES, render
 from .store import Store
 
 __all__ = ["cluster_new_entries", "output_meta", "publish_outputs", "run_pass"]
@@ -171,7 +171,7 @@ def cluster_new_entries(store: Store, config: Config, now: datetime) -> int:
 def output_meta(config: Config, output: OutputConfig) -> OutputMeta:
     """Feed-level facts of one output, from the config."""
     alternates = tuple(
-        (other.title, _MEDIA_TYPES[other.format], other.url or Path(other.path).name)
+        (other.title, MEDIA_TYPES[other.format], other.url or Path(other.path).name)
         for other in config.outputs
         if other.format in ("atom", "rss", "json")
     )
@@ -186,15 +186,6 @@ def output_meta(config: Config, output: OutputConfig) -> OutputMeta:
         description=output.description,
         alternates=alternates,
     )
-
-
-_MEDIA_TYPES = {
-    "atom": "application/atom+xml",
-    "rss": "application/rss+xml",
-    "json": "application/feed+json",
-    "html": "text/html",
-    "opml": "text/x-opml",
-}
 
 
 def publish_outputs(config: Config, store: Store, now: datetime) -> list[Path]:
