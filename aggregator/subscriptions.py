@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
+from .atomic import replace_file
 from .config import Config, FetchSettings, load_config, parse_config_text
 from .errors import ConfigError, FeedError, FetchError, ParseError, QueryError
 from .fetch import Fetcher
@@ -391,17 +390,6 @@ def _write_atomically(path: Path, text: str) -> None:
     """Replace the file (the target of a symlink) via a temporary file in its folder and a rename."""
     target = path.resolve()
     try:
-        mode = target.stat().st_mode & 0o7777
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.chmod(temporary, mode)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        replace_file(target, text.encode("utf-8"), mode=target.stat().st_mode & 0o7777)
     except OSError as e:
         raise ConfigError(f"{path}: cannot write: {e.strerror or e}") from e

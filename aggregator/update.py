@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from .atomic import replace_file
 from .config import Config, OutputConfig
 from .dedup import DEFAULT_THRESHOLD, TITLE_ONLY_THRESHOLD, StoryIndex
 from .errors import OutputError, ParseError
@@ -212,17 +211,7 @@ def write_atomically(path: Path, body: bytes) -> bool:
             raise OutputError(
                 f"{path}: cannot write the output: {blocker or path.parent} is a file, not a folder"
             ) from None
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(body)
-                file.flush()
-                os.fsync(file.fileno())
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        replace_file(path, body)
     except OSError as e:
         raise OutputError(f"{path}: cannot write the output: {e.strerror or e}") from e
     return True
