@@ -188,6 +188,8 @@ class ServiceSettings(_Strict):
     grace_seconds: float = Field(default=10.0, ge=0, le=3600)
     # seconds between checks of feeds.yaml for changes (reloaded like SIGHUP); 0 turns the check off
     reload_check_seconds: float = Field(default=2.0, ge=0)
+    # new entries are clustered and the outputs rewritten at most this often (and at most this late)
+    publish_debounce_seconds: float = Field(default=10.0, ge=0, le=3600)
 
 
 class Config(_Strict):
@@ -293,7 +295,7 @@ def load_config(path: str | os.PathLike[str], database: str | None = None) -> Co
 def parse_config_text(text: str, path: Path, database: str | None = None) -> Config:
     """Validate the text of a feeds.yaml as if it were the content of `path` (used before writing one)."""
     try:
-        data = yaml.load(text, Loader=_SafeLoader)  # noqa: S506 (a safe loader)
+        data = yaml.load(text, Loader=_SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

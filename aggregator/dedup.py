@@ -47,9 +47,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from itertools import chain, compress, repeat
 from urllib.parse import urlsplit
-
-from wordfreq import zipf_frequency
 
 from aggregator.models import Assignment, DedupItem
 
@@ -173,6 +172,9 @@ def _looks_like_source(tail: str) -> bool:
 @lru_cache(maxsize=65536)
 def _word_weight(word: str) -> float:
     """Informative weight of a lowercased word: rare words weigh more, boilerplate nothing."""
+    # imported on first use: wordfreq costs 90 ms to import, wasted on a pass with nothing to cluster
+    from wordfreq import zipf_frequency
+
     if word in GENERIC_WORDS:
         return 0.0
     lang = "en"
@@ -281,6 +283,13 @@ class _Held:
         return zip(self.terms, self.values, strict=True)
 
 
+def _norm_change(held: _Held, others: list[_Held]) -> float:
+    """How much ||o||^2 grows when `held` joins `others` (o: the sum of their vectors): ||h||^2 + 2 h.o."""
+    mine = dict(held.unit())
+    cross = sum(sum(map(operator.mul, o.values, map(mine.get, o.terms, repeat(0.0)))) for o in others)
+    return float(sum(map(operator.mul, held.values, held.values))) + 2.0 * cross
+
+
 @dataclass(slots=True)
 class _Story:
     """A story's members in the window and their centroid.
@@ -295,6 +304,25 @@ class _Story:
     members: dict[int, _Held] = field(default_factory=dict)
     # the members of each feed, in membership order: a story can hold thousands of entries
     feeds: dict[int, list[_Held]] = field(default_factory=dict)
+    # squared norm of the sum of one feed's members' vectors, kept up to date once a big story needed it
+    own_sq: dict[int, float] = field(default_factory=dict)
+
+    def join(self, held: _Held) -> None:
+        """List a new member under its feed (its vector goes into the centroid with add())."""
+        own = self.feeds.setdefault(held.feed_id, [])
+        if held.feed_id in self.own_sq:
+            self.own_sq[held.feed_id] += _norm_change(held, own)
+        own.append(held)
+
+    def leave(self, held: _Held) -> None:
+        """Unlist a member from its feed (its vector leaves the centroid with add(..., -1))."""
+        own = self.feeds[held.feed_id]
+        own.remove(held)
+        if not own:
+            del self.feeds[held.feed_id]
+            self.own_sq.pop(held.feed_id, None)
+        elif held.feed_id in self.own_sq:
+            self.own_sq[held.feed_id] -= _norm_change(held, own)
 
     def add(self, held: _Held, sign: float) -> None:
         """Add (sign 1) or remove (sign -1) one member's vector from the centroid."""
@@ -323,6 +351,8 @@ class _Story:
         if self.centroid is not None:
             return self.centroid
         held = next(iter(self.members.values()))  # the first member: the only one that has counted
+        if min(held.values, default=1.0) >= 1e-9:
+            return dict(held.unit())  # unit values are positive, and 0.0 + v is v: built at C speed
         return {term: 0.0 + value for term, value in held.unit() if not abs(0.0 + value) < 1e-9}
 
     def without(self, feed_id: int, terms: Iterable[str]) -> tuple[dict[str, float], float]:
@@ -330,38 +360,67 @@ class _Story:
         and its squared norm.
 
         The values are bit for bit those of subtracting the feed's members from a copy of the whole centroid
-        (the same subtractions in the same order: terms are independent), but only the terms those members
-        touch are computed. The squared norm is exactly that copy's sum of squares while the centroid is
-        small; a big story's (thousands of terms, where copying and summing it cost milliseconds per entry)
-        is the story's norm corrected at the touched terms, equal up to float rounding.
+        (the same subtractions in the same order: terms are independent), but only the terms needed are
+        computed. The squared norm is exactly that copy's sum of squares while the centroid is small; a big
+        story's (thousands of terms, where copying and summing it cost milliseconds per entry) comes from
+        maintained sums instead, equal up to float rounding (see _big_without).
         """
         centroid = self.view()
-        touched: dict[str, float | None] = {}  # value once the feed's members are out; None: zero, dropped
-        for held in self.feeds[feed_id]:
-            for term, value in held.unit():
-                current = touched[term] if term in touched else centroid.get(term, 0.0)
-                rest = (current or 0.0) - value
-                touched[term] = None if abs(rest) < 1e-9 else rest
-        wanted = {term: centroid[term] for term in terms if term in centroid}
-        for term in wanted.keys() & touched.keys():
-            left = touched[term]
-            if left is None:
-                del wanted[term]
-            else:
-                wanted[term] = left
-        wanted.update((t, r) for t in terms if t not in centroid and (r := touched.get(t)) is not None)
-        if len(centroid) <= EXACT_NORM_TERMS:
-            rest_all = {**centroid, **{t: r for t, r in touched.items() if r is not None}}
-            for term in (t for t, r in touched.items() if r is None):
-                rest_all.pop(term, None)
-            values = list(rest_all.values())
-            # the same left-to-right float sum as sum(v * v for v in values), at C speed
-            return wanted, sum(map(operator.mul, values, values))
-        sq_norm = self.sq_norm
-        for term, left in touched.items():
-            old = centroid.get(term, 0.0)
-            sq_norm += (left * left if left is not None else 0.0) - old * old
-        return wanted, sq_norm
+        own = self.feeds[feed_id]
+        if len(centroid) > EXACT_NORM_TERMS:
+            return self._big_without(centroid, own, feed_id, terms)
+        # every term the feed's members touch, at its centroid value; then each member subtracted in turn,
+        # one C-level pass per member (a member's terms are distinct, so a pass equals the loop over them)
+        union = dict.fromkeys(chain.from_iterable(held.terms for held in own))
+        work = dict(zip(union, map(centroid.get, union, repeat(0.0)), strict=True))
+        gone: set[str] = set()  # terms left at zero (below 1e-9): dropped from the centroid
+        for held in own:
+            rest = list(map(operator.sub, map(work.__getitem__, held.terms), held.values))
+            work.update(zip(held.terms, rest, strict=True))
+            if gone:
+                gone.difference_update(held.terms)
+            tiny = list(compress(held.terms, map(operator.gt, repeat(1e-9), map(abs, rest))))
+            if tiny:  # often: a term only this feed's members hold
+                gone.update(tiny)
+                work.update(dict.fromkeys(tiny, 0.0))
+        wanted: dict[str, float] = {}
+        for term in terms:
+            if term in work:
+                if term not in gone:
+                    wanted[term] = work[term]
+            elif term in centroid:
+                wanted[term] = centroid[term]
+        # the copy's order: centroid terms in place, new terms appended in first-touch order
+        rest_all = {**centroid, **work}
+        for term in gone:
+            del rest_all[term]
+        values = list(rest_all.values())
+        # the same left-to-right float sum as sum(v * v for v in values), at C speed
+        return wanted, sum(map(operator.mul, values, values))
+
+    def _big_without(
+        self, centroid: dict[str, float], own: list[_Held], feed_id: int, terms: Iterable[str]
+    ) -> tuple[dict[str, float], float]:
+        """without() for a big story: exact values at `terms`, and ||c - o||^2 = ||c||^2 - 2 c.o + ||o||^2.
+
+        Touching only the query's terms and one dot product per member of the feed, instead of every term
+        those members hold: on the synthetic corpus, one story gathers thousands of entries and a feed has
+        dozens of them in it.
+        """
+        wanted_terms = dict.fromkeys(terms)
+        work: dict[str, float] = {}
+        for held in own:
+            for term, value in compress(held.unit(), map(wanted_terms.__contains__, held.terms)):
+                rest = work.get(term, centroid.get(term, 0.0)) - value
+                work[term] = 0.0 if abs(rest) < 1e-9 else rest  # 0.0: dropped from the centroid
+        wanted = {t: v for t in wanted_terms if (v := work[t] if t in work else centroid.get(t, 0.0)) != 0.0}
+        if feed_id not in self.own_sq:
+            total = 0.0
+            for index, held in enumerate(own):
+                total += _norm_change(held, own[:index])
+            self.own_sq[feed_id] = total
+        cross = sum(sum(map(operator.mul, h.values, map(centroid.get, h.terms, repeat(0.0)))) for h in own)
+        return wanted, max(0.0, self.sq_norm - 2.0 * cross + self.own_sq[feed_id])
 
     def in_window(self, when: datetime, window: timedelta) -> bool:
         """Whether a member was published within `window` of `when`, either side."""
@@ -410,6 +469,10 @@ class StoryIndex:
         threshold = self.threshold if item.summary_text else self.title_only_threshold
         best: tuple[float, int, float] | None = None  # (rank, story id, cosine)
         best_score = 0.0
+        # the sums below run at C speed over these, in the same order as over the dicts
+        unit_terms, unit_values = list(vector.unit), list(vector.unit.values())
+        word_terms = [t for t in vector.raw if "_" not in t]
+        word_weights = [vector.raw[t] for t in word_terms]
         for story_id in self._candidates(vector):
             story = self._stories[story_id]
             if not story.in_window(item.published, self.window):
@@ -420,10 +483,10 @@ class StoryIndex:
                 centroid, sq_norm = story.without(item.feed_id, vector.unit)
             else:
                 centroid, sq_norm = story.view(), story.sq_norm
-            shared = sum(w for t, w in vector.raw.items() if t in centroid and "_" not in t)
+            shared = sum(compress(word_weights, map(centroid.__contains__, word_terms)))
             if shared < MIN_SHARED_WEIGHT:
                 continue
-            dot = sum(v * centroid.get(t, 0.0) for t, v in vector.unit.items())
+            dot = sum(map(operator.mul, unit_values, map(centroid.get, unit_terms, repeat(0.0))))
             score = dot / math.sqrt(sq_norm) if sq_norm > 0 else 0.0
             if shared < STRONG_SHARED_WEIGHT and score < WEAK_SHARE_COSINE:
                 continue
@@ -462,7 +525,7 @@ class StoryIndex:
         if story is None:
             story = self._stories[story_id] = _Story()
         story.members[item.entry_id] = held
-        story.feeds.setdefault(item.feed_id, []).append(held)
+        story.join(held)
         story.add(held, 1.0)
         if held.indexed:
             postings = self._postings
@@ -509,8 +572,9 @@ class StoryIndex:
             posting = self._postings.get(term)
             if posting is None or len(posting) > MAX_POSTING_STORIES:
                 continue
-            for story_id in posting:
-                shared[story_id] = shared.get(story_id, 0.0) + weight
+            # shared[s] = shared.get(s, 0.0) + weight for each story s of the posting, at C speed, same order
+            sums = map(operator.add, map(shared.get, posting, repeat(0.0)), repeat(weight))
+            shared.update(zip(posting, sums, strict=True))
         return sorted(shared, key=shared.__getitem__, reverse=True)[:MAX_CANDIDATES]
 
     def _remove(self, entry_id: int) -> None:
@@ -518,10 +582,7 @@ class StoryIndex:
         held = self._held.pop(entry_id)
         story = self._stories[held.story_id]
         del story.members[entry_id]
-        own = story.feeds[held.feed_id]
-        own.remove(held)
-        if not own:
-            del story.feeds[held.feed_id]
+        story.leave(held)
         if not story.members:
             del self._stories[held.story_id]  # its centroid goes with it
         else:

@@ -30,6 +30,7 @@ from urllib.parse import urljoin
 import feedparser
 
 from .errors import ParseError
+from .fastparse import parse_fast
 from .models import Enclosure, ParsedEntry, ParsedFeed
 
 __all__ = ["MAX_ENTITY_EXPANSION", "MAX_ENTRIES", "MAX_TAGS", "advertised_feeds", "parse_feed"]
@@ -73,7 +74,8 @@ def parse_feed(body: bytes, headers: Mapping[str, str] | None = None, *, max_ent
             feed = _parse_json_feed(body)
         else:
             _check_budget(_markup_view(body))
-            feed = _parse_xml_feed(body, headers)
+            # plain RSS 2.0 / Atom 1.0 through lxml (fastparse.py); None: everything else, through feedparser
+            feed = parse_fast(body, headers) or _parse_xml_feed(body, headers)
     except ParseError:
         raise
     except (RecursionError, MemoryError) as e:

@@ -11,17 +11,21 @@ The rules, in order of precedence for one fetch:
 2. Any other failure backs off exponentially from the feed's interval (x2 per consecutive failure, capped at
    MAX_BACKOFF), never giving up; a 429 or 503 with Retry-After is not retried before it, and a 429 also
    holds back every feed of that host.
-3. A success polls again after the feed's interval: the configured one, or in adaptive mode one derived from
-   how often the feed publishes (ADAPTIVE_MIN..ADAPTIVE_MAX) and raised to what the publisher declared
-   (RSS <ttl>, sy:updatePeriod/updateFrequency, Cache-Control max-age, Expires).
-4. No interval is shorter than `min_interval`; jitter only ever makes a wait longer (shorter for a capped
-   backoff), so feeds configured alike drift apart instead of firing together.
+3. A success polls again about one interval later: the configured interval, or in adaptive mode one derived
+   from how often the feed publishes (ADAPTIVE_MIN..ADAPTIVE_MAX) and raised to what the publisher declared
+   (RSS <ttl>, sy:updatePeriod/updateFrequency, Cache-Control max-age, Expires), which are also hard lower
+   bounds of the wait. "About": each feed has its own slot in the interval (`feed_slot`, a hash of its URL),
+   so feeds are spread evenly and a late fetch does not push every later one back; one wait after a start
+   or a delay may be as short as half an interval.
+4. No wait is shorter than `min_interval`. Random jitter (up to `jitter` x interval) only ever makes a wait
+   longer, or a capped backoff shorter, so that feeds configured alike do not fire together.
 5. A permanent redirect (every hop 301/308) seen REDIRECT_CONFIRMATIONS times in a row to the same URL moves
    the feed there; a temporary redirect never does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
 import re
@@ -48,6 +52,7 @@ __all__ = [
     "backoff_seconds",
     "cache_lifetime",
     "declared_interval",
+    "feed_slot",
     "host_of",
     "is_due",
     "next_wake",
@@ -195,17 +200,21 @@ def plan_next_fetch(
     declared = declared_interval(result.body) if result.body is not None else None
     if declared is None and result.body is None:
         declared = schedule.declared_seconds  # a 304 has no body: keep what the last one declared
+    floor = policy.min_interval
     if policy.adaptive:
         derived = adaptive_interval(entry_times, now)
         if derived is not None:
             interval, reason = derived, "adaptive"
         bounds = [("declared", declared), ("cache", cache_lifetime(result.header, now))]
         for name, bound in bounds:
-            if bound is not None and min(bound, ADAPTIVE_MAX) > interval:
-                interval, reason = min(bound, ADAPTIVE_MAX), name
+            if bound is not None:
+                floor = max(floor, min(bound, ADAPTIVE_MAX))
+                if min(bound, ADAPTIVE_MAX) > interval:
+                    interval, reason = min(bound, ADAPTIVE_MAX), name
     if interval < policy.min_interval:
         interval, reason = policy.min_interval, "min_interval"
-    wait = interval * (1 + rng.uniform(0, policy.jitter))
+    slot = feed_slot(schedule.url, interval, now + timedelta(seconds=interval))
+    wait = max((slot - now).total_seconds(), floor) + interval * rng.uniform(0, policy.jitter)
     redirect_url, redirect_count, move_to = _redirects(schedule, result)
     return Plan(
         feed_id=schedule.feed_id,
@@ -217,6 +226,18 @@ def plan_next_fetch(
         redirect_count=redirect_count,
         move_to=move_to,
     )
+
+
+def feed_slot(url: str, interval: float, target: datetime) -> datetime:
+    """The feed's own moment in each `interval` nearest to `target`; its phase is a hash of the URL.
+
+    Like `H` in Jenkins cron lines: feeds that share an interval are spread evenly over it and keep their
+    places across restarts, and a fetch made late returns to its place the next time instead of carrying
+    the delay along, so a burst (the first start, a slow minute) does not repeat at every interval.
+    """
+    phase = int.from_bytes(hashlib.blake2b(url.encode(), digest_size=8).digest(), "big") / 2**64 * interval
+    cycles = round((target.timestamp() - phase) / interval)
+    return datetime.fromtimestamp(cycles * interval + phase, UTC)
 
 
 def _plan_failure(

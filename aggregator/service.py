@@ -18,6 +18,8 @@ restart, and a config that does not validate is logged while the old one keeps r
 
 Passes may overlap (a slow host must not hold back every other feed), but they share one Fetcher, so the
 global and per-host limits and the per-host spacing hold across passes, and a feed is never in two at once.
+Clustering and publishing follow the passes, debounced (`service.publish_debounce_seconds`), in a worker
+thread with its own connection, so polling and serving go on while stories are computed.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -144,6 +146,9 @@ class Service:
         self._reloading = False
         self._unpublished = True  # the first pass publishes: a crash may have stored entries never published
         self._last_publish = 0.0
+        self._publish_lock = asyncio.Lock()
+        self._last_publish_info: dict[str, Any] | None = None
+        self._publishing: asyncio.Future[tuple[int, list[Path]]] | None = None
         self._last_pass: dict[str, Any] | None = None
         self._drift: deque[float] = deque(maxlen=DRIFT_SAMPLES)
         self._fetches = 0
@@ -258,11 +263,8 @@ class Service:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        if opened and self.polls and self._unpublished:
-            # a cancelled pass stored feeds but neither clustered nor published them
-            with contextlib.suppress(AggregatorError):
-                cluster_new_entries(self.store, self.config, self._clock())
-            self._publish(self._clock(), force=False)
+        if opened and self.polls:
+            await self._publish()  # what the last passes stored, even if a pass was cancelled
         if self._http is not None:
             await self._http.stop()
         if self._fetcher is not None:
@@ -382,7 +384,9 @@ class Service:
         batch = self._take_due(now)
         if not batch:
             return None
-        return await self._pass(batch, now)
+        summary = await self._pass(batch, now)
+        await self._publish()
+        return summary
 
     @_scheduling
     def _take_due(self, now: datetime) -> list[tuple[FeedState, FeedSchedule]]:
@@ -397,7 +401,10 @@ class Service:
         self._in_flight.update(s.feed_id for s in chosen)
         return [(states[s.feed_id], s) for s in chosen]
 
-    async def _pass(self, batch: list[tuple[FeedState, FeedSchedule]], now: datetime) -> PassSummary:
+    async def _pass(
+        self, batch: list[tuple[FeedState, FeedSchedule]], now: datetime, *, debounce: bool = False
+    ) -> PassSummary:
+        """Fetch and store `batch`, planning each feed's next fetch as it is stored."""
         schedules = {schedule.feed_id: schedule for _, schedule in batch}
         fetcher = self._fetcher
         try:
@@ -409,17 +416,19 @@ class Service:
                 fetcher=fetcher,
                 transport=self._transport,
                 on_result=lambda state, result, outcome: self._after_fetch(schedules, state, result, outcome),
-                publish=False,
+                finish=False,
             )
         finally:
             self._in_flight.difference_update(schedules)
-        self._publish(self._clock(), force=False)
+        if debounce:
+            self._request_publish()
         self._last_pass = {
             "started_at": format_time(now),
             "finished_at": format_time(self._clock()),
             **summary.as_dict(),
         }
-        self._last_pass.pop("errors", None)
+        for key in ("errors", "clustered", "cluster_seconds"):  # clustering happens at publish time
+            self._last_pass.pop(key, None)
         log.info(
             "pass: %d feeds, %d ok, %d not modified, %d failed, %d new entries, %.1f s",
             len(summary.outcomes),
@@ -455,7 +464,7 @@ class Service:
             return
         finally:
             self._in_flight.discard(state.feed_id)  # stored and planned: no longer due
-        if plan.next_fetch_at is not None:
+        if plan.next_fetch_at is not None and log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "next fetch of %s at %s (%s, interval %d s)",
                 state.url,
@@ -486,23 +495,72 @@ class Service:
                 state.url, plan.move_to, extra={"event": "disable", "feed": state.url},
             )  # fmt: skip
 
-    def _publish(self, now: datetime, *, force: bool) -> None:
-        """Rewrite the outputs if a pass stored something new since the last time (or it is overdue)."""
-        overdue = time.monotonic() - self._last_publish > REPUBLISH_EVERY
-        if not (force or self._unpublished or overdue) or not self.config.outputs:
+    def _needs_publish(self) -> bool:
+        return self._unpublished or time.monotonic() - self._last_publish > REPUBLISH_EVERY
+
+    def _request_publish(self) -> None:
+        """After a clock-driven pass: publish soon, but at most every `service.publish_debounce_seconds`.
+
+        The clock runs many small passes, and clustering looks at every entry of the dedup window, so once per
+        pass would be too often; subscribers see new stories at most that many seconds late.
+        """
+        if not self._needs_publish() or self._scheduler is None or not self._scheduler.running:
             return
-        try:
-            written = publish_outputs(self.config, self.store, now)
-        except AggregatorError as e:
-            log.error("publishing failed (will retry after the next pass): %s", e, extra={"event": "publish"})
+        if self._scheduler.get_job("publish") is None:
+            wait = max(0.0, self._last_publish + self.config.service.publish_debounce_seconds - time.monotonic())
+            run_date = utc_now() + timedelta(seconds=wait)
+            self._scheduler.add_job(self._publish_job, "date", run_date=run_date, id="publish", misfire_grace_time=None)
+
+    async def _publish_job(self) -> None:
+        # The work is our task, not the job's: APScheduler cancels running jobs when it shuts down.
+        if self.state is ServiceState.RUNNING:
+            self._spawn(self._publish(), "publish")
+
+    async def _publish(self) -> None:
+        """Cluster what the passes stored and rewrite the outputs, if anything is new (or an hour went by).
+
+        The work runs in a thread with its own database connection, so fetching and serving go on meanwhile.
+        A caller that is cancelled leaves it running (a thread cannot be stopped); the next call waits for it,
+        so two never overlap.
+        """
+        async with self._publish_lock:
+            if self._publishing is not None and not self._publishing.done():
+                await asyncio.wait([self._publishing])
+            if not self._needs_publish():
+                return
+            self._unpublished = False
+            self._last_publish = time.monotonic()
+            work = asyncio.ensure_future(
+                asyncio.to_thread(_cluster_and_publish, self.config, self.store.path, self._clock())
+            )
+            work.add_done_callback(self._published)
+            self._publishing = work
+            await asyncio.wait([work])
+        if self._unpublished:  # news arrived while this one ran
+            self._request_publish()
+
+    def _published(self, work: asyncio.Future[tuple[int, list[Path]]]) -> None:
+        """Log how a publish ended; a failed one is tried again after the next pass."""
+        error = None if work.cancelled() else work.exception()
+        if work.cancelled() or error is not None:
+            self._unpublished = True
+            if isinstance(error, AggregatorError):
+                log.error("clustering or publishing failed: %s", error, extra={"event": "publish"})
+            elif error is not None:
+                log.error("clustering or publishing failed with an unexpected error (a bug)", exc_info=error)
             return
-        self._unpublished = False
-        self._last_publish = time.monotonic()
+        clustered, written = work.result()
+        self._last_publish_info = {
+            "at": format_time(self._clock()),
+            "clustered": clustered,
+            "outputs_changed": len(written),
+        }
         log.info(
-            "published: %d of %d outputs changed",
+            "published: %d entries clustered, %d of %d outputs changed",
+            clustered,
             len(written),
             len(self.config.outputs),
-            extra={"event": "publish", "written": [str(path) for path in written]},
+            extra={"event": "publish", "clustered": clustered, "written": [str(path) for path in written]},
         )
 
     # --- the clock ---------------------------------------------------------------------------------------------
@@ -529,7 +587,7 @@ class Service:
         try:
             batch = self._take_due(now)
             if batch:
-                task = asyncio.create_task(self._pass(batch, now), name=f"pass-{now:%H%M%S}")
+                task = asyncio.create_task(self._pass(batch, now, debounce=True), name=f"pass-{now:%H%M%S}")
                 self._passes.add(task)
                 task.add_done_callback(self._pass_done)
         except AggregatorError as e:
@@ -572,6 +630,7 @@ class Service:
             "started_at": format_time(self._started_at) if self._started_at else None,
             "polling": self.polls,
             "last_pass": self._last_pass,
+            "last_publish": self._last_publish_info,
             "last_fetched_at": last_fetched_at,
             "feeds": feeds,
             "in_flight": len(self._in_flight),
@@ -589,6 +648,14 @@ class Service:
                 "max_rss_mb": round(usage.ru_maxrss / scale, 1),
             },
         }
+
+
+def _cluster_and_publish(config: Config, database: Path, now: datetime) -> tuple[int, list[Path]]:
+    """Give new entries their stories and rewrite the outputs, on a connection of this (worker) thread."""
+    with Store.open(database) as store:
+        clustered = cluster_new_entries(store, config, now)
+        written = publish_outputs(config, store, now) if config.outputs else []
+    return clustered, written
 
 
 # --- logging ---------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -23,6 +24,7 @@ from aggregator.schedule import (
     backoff_seconds,
     cache_lifetime,
     declared_interval,
+    feed_slot,
     host_of,
     is_due,
     next_wake,
@@ -63,6 +65,10 @@ def failed(http_status: int | None, headers: dict[str, str] | None = None) -> Fe
     )
 
 
+def _ceil(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0) + timedelta(seconds=1) if moment.microsecond else moment
+
+
 def wait_of(plan_time: datetime | None, now: datetime = T0) -> float:
     assert plan_time is not None
     return (plan_time - now).total_seconds()
@@ -70,6 +76,12 @@ def wait_of(plan_time: datetime | None, now: datetime = T0) -> float:
 
 def rng() -> random.Random:
     return random.Random(7)
+
+
+def slot_wait(interval: float, floor: float = 0.0, url: str = URL, now: datetime = T0) -> float:
+    """The wait a success plans without jitter: to the feed's slot nearest a full interval, at least `floor`."""
+    slot = feed_slot(url, interval, now + timedelta(seconds=interval))
+    return math.ceil(max((slot - now).total_seconds(), floor))
 
 
 # --- due ------------------------------------------------------------------------------------------------------
@@ -113,13 +125,15 @@ def test_host_of_is_lower_case_host() -> None:
 # --- success --------------------------------------------------------------------------------------------------
 
 
-def test_success_waits_the_interval_with_upward_jitter_in_whole_seconds() -> None:
+def test_success_waits_until_the_feeds_slot_plus_upward_jitter_in_whole_seconds() -> None:
     policy = Policy(interval=1800, min_interval=300, jitter=0.1)
     generator = rng()
     waits = [
         wait_of(plan_next_fetch(feed(), ok(), policy, T0, generator, failed=False).next_fetch_at) for _ in range(200)
     ]
-    assert all(1800 <= w <= 1980 + 1 and w == int(w) for w in waits)
+    base = slot_wait(1800)
+    assert 900 <= base < 2700
+    assert all(base - 1 <= w <= base + 180 + 1 and w == int(w) for w in waits)
     assert len(set(waits)) > 50  # spread, not a fixed offset
     plan = plan_next_fetch(feed(), ok(), policy, T0, rng(), failed=False)
     assert (plan.interval_seconds, plan.reason) == (1800, "interval")
@@ -130,22 +144,52 @@ def test_success_waits_the_interval_with_upward_jitter_in_whole_seconds() -> Non
 def test_interval_below_the_floor_is_raised_to_it() -> None:
     policy = Policy(interval=60, min_interval=300, jitter=0.0)
     plan = plan_next_fetch(feed(), ok(), policy, T0, rng(), failed=False)
-    assert (wait_of(plan.next_fetch_at), plan.reason) == (300, "min_interval")
+    assert (plan.interval_seconds, plan.reason) == (300, "min_interval")
+    assert wait_of(plan.next_fetch_at) == slot_wait(300, floor=300) >= 300
+
+
+def test_slots_spread_feeds_evenly_and_keep_their_place() -> None:
+    urls = [f"https://host{i % 7}.example/feed/{i}" for i in range(2000)]
+    offsets = [(feed_slot(url, 3600, T0).timestamp() - T0.timestamp()) for url in urls]
+    assert all(-1800 <= offset < 1800 for offset in offsets)  # the slot nearest the target
+    tenths = [sum(-1800 + k * 360 <= offset < -1800 + (k + 1) * 360 for offset in offsets) for k in range(10)]
+    assert all(150 <= count <= 250 for count in tenths), tenths  # about 200 each: an even spread
+    assert feed_slot(urls[0], 3600, T0) == feed_slot(urls[0], 3600, T0)
+    assert feed_slot(urls[0], 3600, T0 + timedelta(hours=5)) == feed_slot(urls[0], 3600, T0) + timedelta(hours=5)
+
+
+def test_a_late_fetch_goes_back_to_its_slot_instead_of_carrying_the_delay() -> None:
+    policy = Policy(interval=1800, min_interval=300, jitter=0.0)
+    slot = feed_slot(URL, 1800, T0)
+    for late in (0, 1, 90, 600):
+        now = slot + timedelta(seconds=late)
+        plan = plan_next_fetch(feed(), not_modified(), policy, now, rng(), failed=False)
+        assert plan.next_fetch_at == _ceil(slot + timedelta(seconds=1800)), late
+
+
+def test_the_floor_holds_even_when_a_slot_is_nearer() -> None:
+    # interval == min_interval: a late fetch cannot go back to its slot without polling too soon
+    policy = Policy(interval=300, min_interval=300, jitter=0.0)
+    now = feed_slot(URL, 300, T0) + timedelta(seconds=100)
+    plan = plan_next_fetch(feed(), not_modified(), policy, now, rng(), failed=False)
+    assert plan.next_fetch_at is not None and (plan.next_fetch_at - now).total_seconds() >= 300
 
 
 def test_not_modified_keeps_the_declared_interval_of_the_last_body() -> None:
     plan = plan_next_fetch(feed(declared_seconds=7200), not_modified(), ADAPTIVE, T0, rng(), failed=False)
-    assert (wait_of(plan.next_fetch_at), plan.reason, plan.declared_seconds) == (7200, "declared", 7200)
+    assert (plan.interval_seconds, plan.reason, plan.declared_seconds) == (7200, "declared", 7200)
+    assert wait_of(plan.next_fetch_at) == slot_wait(7200, floor=7200)  # a declared interval is a hard floor
     # a new body that no longer declares one forgets it
     plan = plan_next_fetch(feed(declared_seconds=7200), ok(), ADAPTIVE, T0, rng(), failed=False)
-    assert (plan.declared_seconds, wait_of(plan.next_fetch_at)) == (None, 1800)
+    assert (plan.declared_seconds, plan.interval_seconds, wait_of(plan.next_fetch_at)) == (None, 1800, slot_wait(1800))
 
 
 def test_fixed_interval_ignores_publisher_hints() -> None:
     body = b"<rss><channel><ttl>600</ttl><item></item></channel></rss>"
     result = ok(body, headers=(("cache-control", "max-age=86400"),))
     plan = plan_next_fetch(feed(), result, FIXED, T0, rng(), failed=False)
-    assert (wait_of(plan.next_fetch_at), plan.reason, plan.declared_seconds) == (1800, "interval", 36000)
+    assert (plan.interval_seconds, plan.reason, plan.declared_seconds) == (1800, "interval", 36000)
+    assert wait_of(plan.next_fetch_at) == slot_wait(1800)
 
 
 @pytest.mark.parametrize(
@@ -172,13 +216,15 @@ def test_adaptive_respects_publisher_lower_bounds(
         ok(body, headers=tuple(headers.items())) if body is not None else not_modified(headers=tuple(headers.items()))
     )
     plan = plan_next_fetch(feed(), result, ADAPTIVE, T0, rng(), failed=False)
-    assert (wait_of(plan.next_fetch_at), plan.reason) == (expected, reason)
+    assert (plan.interval_seconds, plan.reason) == (expected, reason)
+    floor = expected if reason != "interval" else 300
+    assert wait_of(plan.next_fetch_at) == slot_wait(expected, floor=floor) >= floor
 
 
 def test_adaptive_interval_follows_publishing_frequency() -> None:
     hourly = [T0 - timedelta(hours=h) for h in range(10)]
     plan = plan_next_fetch(feed(), not_modified(), ADAPTIVE, T0, rng(), failed=False, entry_times=hourly)
-    assert (wait_of(plan.next_fetch_at), plan.reason) == (1800, "adaptive")
+    assert (plan.interval_seconds, plan.reason) == (1800, "adaptive")
     every_minute = [T0 - timedelta(minutes=m) for m in range(30)]
     assert adaptive_interval(every_minute, T0) == ADAPTIVE_MIN
     weekly = [T0 - timedelta(weeks=w) for w in range(5)]
@@ -198,7 +244,7 @@ def test_adaptive_interval_slows_down_for_a_quiet_feed_and_ignores_future_dates(
 
 def test_adaptive_without_history_uses_the_configured_interval() -> None:
     plan = plan_next_fetch(feed(), ok(), ADAPTIVE, T0, rng(), failed=False, entry_times=[T0])
-    assert (wait_of(plan.next_fetch_at), plan.reason) == (1800, "interval")
+    assert (plan.interval_seconds, plan.reason) == (1800, "interval")
 
 
 def test_declared_interval_reads_ttl_and_syndication_module_from_the_channel_only() -> None:

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import pytest
 from conftest import query, run_cli, write_config
 
+from aggregator.schedule import feed_slot
 from aggregator.service import Service, ServiceState
 
 T = TypeVar("T")
@@ -193,6 +194,12 @@ def schedule_of(db: Path, url: str) -> dict[str, Any]:
     return dict(row)
 
 
+def slot_time(url: str, interval: float, target: datetime) -> datetime:
+    """Where a feed's next fetch lands without jitter: its slot nearest `target`, in whole seconds."""
+    slot = feed_slot(url, interval, target)
+    return slot.replace(microsecond=0) + timedelta(seconds=1) if slot.microsecond else slot
+
+
 def when(text: str | None) -> datetime:
     assert text is not None
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
@@ -205,7 +212,7 @@ def test_polls_due_feeds_only_and_resumes_the_stored_schedule(tmp_path: Path, se
     for name in "abc":
         server.routes[f"/{name}"] = feed(rss(name))
     urls = [server.url(f"/{name}") for name in "abc"]
-    config = write_config(tmp_path, urls, interval="30m", jitter=0.1)
+    config = write_config(tmp_path, urls, interval="30m", jitter=0)
     db = tmp_path / "aggregator.db"
     clock = Clock()
 
@@ -220,8 +227,9 @@ def test_polls_due_feeds_only_and_resumes_the_stored_schedule(tmp_path: Path, se
     run(scenario())
     assert sum(server.hits.values()) == 3
     planned = {url: when(schedule_of(db, url)["next_fetch_at"]) for url in urls}
-    assert all(T0 + timedelta(minutes=30) <= t <= T0 + timedelta(minutes=33) for t in planned.values())
-    assert len(set(planned.values())) > 1  # jitter spreads them
+    # each feed at its own slot of the interval, about 30 minutes out
+    assert planned == {url: slot_time(url, 1800, T0 + timedelta(minutes=30)) for url in urls}
+    assert all(T0 + timedelta(minutes=15) <= t <= T0 + timedelta(minutes=45) for t in planned.values())
     first = min(planned.values())
 
     async def after_restart() -> None:
@@ -243,6 +251,10 @@ def test_not_modified_path_keeps_entries_and_saves_new_validators(tmp_path: Path
     db = tmp_path / "aggregator.db"
     clock = Clock()
     output = tmp_path / "public" / "feed.atom"
+    url = server.url("/a")
+
+    def planned() -> datetime:
+        return when(schedule_of(db, url)["next_fetch_at"])
 
     async def scenario() -> None:
         service = make_service(config, clock)
@@ -251,17 +263,18 @@ def test_not_modified_path_keeps_entries_and_saves_new_validators(tmp_path: Path
         published = output.stat().st_mtime_ns
         # the server now sends a new ETag with the same bytes: stored, body not parsed again, nothing published
         server.routes["/a"] = feed(body, etag='"v2"')
-        summary = await service.poll(clock.at(T0 + timedelta(minutes=30)).now)
+        summary = await service.poll(clock.at(planned()).now)
         assert summary is not None and summary.not_modified == 1 and summary.new == 0
-        assert schedule_of(db, server.url("/a"))["etag"] == '"v2"'
-        summary = await service.poll(clock.at(T0 + timedelta(minutes=60)).now)
+        assert schedule_of(db, url)["etag"] == '"v2"'
+        summary = await service.poll(clock.at(planned()).now)
         assert summary is not None and summary.outcomes[0].http_status == 304
         assert output.stat().st_mtime_ns == published
         await service.stop()
 
     run(scenario())
-    row = schedule_of(db, server.url("/a"))
-    assert (row["last_status"], row["error_count"], row["next_fetch_at"]) == (304, 0, "2026-03-01T10:30:00Z")
+    row = schedule_of(db, url)
+    expected = slot_time(url, 1800, clock.now + timedelta(minutes=30))
+    assert (row["last_status"], row["error_count"], when(row["next_fetch_at"])) == (304, 0, expected)
     assert query(db, "SELECT count(*) FROM entries") == [(3,)]
 
 
@@ -281,9 +294,11 @@ def test_retry_after_is_respected_and_429_holds_the_whole_host(tmp_path: Path, s
         await service.open()
         await service.poll()
         assert dict(server.hits) == {"/busy": 1, "/limited": 1, "/other": 1}
-        # at 09:30 /other is due, but its host said 429 until 12:00: nothing goes to that host
+        # /other is due again by 09:45 and /busy at 11:00, but their host said 429 until 12:00: nothing goes out
         assert await service.poll(clock.at(T0 + timedelta(minutes=30)).now) is None
-        assert await service.poll(clock.at(T0 + timedelta(hours=2, minutes=59)).now) is None
+        almost = clock.at(T0 + timedelta(hours=2, minutes=59)).now
+        assert {state.url for state, _ in service.store.due_feeds(almost)} == {urls[0], urls[2]}
+        assert await service.poll(almost) is None
         summary = await service.poll(clock.at(T0 + timedelta(hours=3)).now)
         assert summary is not None and {o.url for o in summary.outcomes} == set(urls)
         await service.stop()
@@ -313,12 +328,15 @@ def test_backoff_grows_on_failures_and_resets_on_success(tmp_path: Path, server:
             assert summary is not None and len(summary.outcomes) == 1
             planned = when(schedule_of(db, url)["next_fetch_at"])
             gaps.append(round((planned - before).total_seconds() / 60))
+            if attempt >= 4:  # a success: back to the feed's slot of the normal interval
+                assert planned == slot_time(url, 1800, before + timedelta(minutes=30))
             assert await service.poll(planned - timedelta(seconds=1)) is None  # not a moment early
             clock.at(planned)
         await service.stop()
 
     run(scenario())
-    assert gaps == [30, 60, 120, 240, 30, 30]  # 4 failures double the wait; a success resets it
+    assert gaps[:4] == [30, 60, 120, 240]  # 4 failures double the wait...
+    assert 15 <= gaps[4] <= 45 and gaps[5] == 30  # ...a success resets it (to the slot, then every 30 min)
     assert server.hits["/flaky"] == 6
     assert schedule_of(db, url)["error_count"] == 0
 
@@ -436,6 +454,47 @@ async def _open_poll_stop(config: Path, clock: Clock) -> None:
     await service.open()
     await service.poll()
     await service.stop()
+
+
+def test_the_clock_polls_on_schedule_and_publishing_is_debounced(
+    tmp_path: Path, server: ControlledServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    serial = itertools.count()
+
+    def changing(headers: dict[str, str]) -> Reply:  # a new entry on every fetch
+        n = next(serial)
+        return Reply(200, {"Content-Type": "application/rss+xml"}, rss(f"c{n}", 1))
+
+    server.routes["/changing"] = changing
+    server.routes["/quiet"] = feed(rss("q", 1))
+    config = write_config(
+        tmp_path,
+        [server.url("/changing"), server.url("/quiet")],
+        interval="1s",
+        min_interval="1s",
+        jitter=0,
+        service={"publish_debounce_seconds": 2, "reload_check_seconds": 0},
+    )
+    caplog.set_level("INFO", logger="aggregator.service")
+
+    async def scenario() -> float:
+        service = Service(config, handle_signals=False)
+        await service.start()
+        started = time.monotonic()
+        try:
+            while server.hits["/changing"] < 4:
+                await asyncio.sleep(0.05)
+        finally:
+            await service.stop()
+        return time.monotonic() - started
+
+    elapsed = run(scenario(), timeout=30)
+    passes = caplog.text.count("pass: ")
+    publishes = caplog.text.count("published: ")
+    assert server.hits["/quiet"] >= 3  # polled every second or so too, answering 304
+    assert passes >= 4
+    # at most one publish per 2 s (plus the first at once and the last at stop), however many passes stored news
+    assert 2 <= publishes <= elapsed / 2 + 2, (passes, publishes, elapsed)
 
 
 # --- config reload ----------------------------------------------------------------------------------------------
