@@ -51,9 +51,10 @@ from .config import Config, load_config
 from .errors import AggregatorError
 from .fetch import Fetcher
 from .models import FeedOutcome, FeedState, FetchResult, FetchStatus, PassSummary
+from .retention import prune_store
 from .schedule import FeedSchedule, Policy, next_wake, plan_next_fetch, select_due
 from .server import HttpServer, create_app, served_outputs
-from .store import Store, format_time
+from .store import PruneResult, Store, format_time
 from .update import cluster_new_entries, publish_outputs, run_pass
 
 __all__ = ["JsonFormatter", "Service", "ServiceState", "configure_logging"]
@@ -67,6 +68,9 @@ MAX_IN_FLIGHT = 1000
 MAX_SLEEP = 60.0
 # Outputs limited by `max_age_hours` change with time alone: republish at least this often.
 REPUBLISH_EVERY = 3600.0
+# With `retention.keep_days` set, old stories are pruned this often, the first time a while after the start.
+PRUNE_EVERY = 24 * 3600.0
+FIRST_PRUNE_AFTER = 600.0
 # Recent differences between planned and actual fetch starts, reported by /health.
 DRIFT_SAMPLES = 10_000
 
@@ -215,6 +219,11 @@ class Service:
                 id="watch-config",
                 coalesce=True,
                 max_instances=1,
+            )
+        if self.polls:
+            first = utc_now() + timedelta(seconds=FIRST_PRUNE_AFTER)
+            self._scheduler.add_job(
+                self._prune_job, "interval", seconds=PRUNE_EVERY, next_run_time=first, id="prune", coalesce=True
             )
         self._scheduler.start()
         if self._handle_signals:
@@ -563,6 +572,30 @@ class Service:
             extra={"event": "publish", "clustered": clustered, "written": [str(path) for path in written]},
         )
 
+    async def _prune_job(self) -> None:
+        if self.state is ServiceState.RUNNING:
+            self._spawn(self.prune(), "prune")
+
+    async def prune(self) -> PruneResult | None:
+        """Prune what `retention.keep_days` allows (the daily job); None when retention is not set."""
+        if self.config.retention.keep_days is None:
+            return None
+        async with self._publish_lock:  # never while stories are being computed
+            if self._publishing is not None and not self._publishing.done():
+                await asyncio.wait([self._publishing])
+            try:
+                result = await asyncio.to_thread(_prune, self.config, self.store.path, self._clock())
+            except AggregatorError as e:
+                log.error("pruning failed: %s", e, extra={"event": "prune"})
+                return None
+        if result is not None:
+            log.info(
+                "pruned %d entries and %d stories older than %s (%d old stories kept: an output shows them)",
+                result.entries, result.stories, format_time(result.cutoff), result.kept_stories,
+                extra={"event": "prune", "entries": result.entries, "stories": result.stories},
+            )  # fmt: skip
+        return result
+
     # --- the clock ---------------------------------------------------------------------------------------------
 
     @_scheduling
@@ -648,6 +681,12 @@ class Service:
                 "max_rss_mb": round(usage.ru_maxrss / scale, 1),
             },
         }
+
+
+def _prune(config: Config, database: Path, now: datetime) -> PruneResult | None:
+    """Prune old stories and entries, on a connection of this (worker) thread."""
+    with Store.open(database) as store:
+        return prune_store(config, store, now)
 
 
 def _cluster_and_publish(config: Config, database: Path, now: datetime) -> tuple[int, list[Path]]:

@@ -11,6 +11,7 @@ an entry here is about 2.2 KB, i.e. 200 feeds x 50 entries is about 22 MB.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -198,13 +199,29 @@ def _index_of(path: str) -> int:
 # --- generation -------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _vocabulary() -> tuple[str, ...]:
+    """Content words of news prose: wordfreq's English words ranked 2,000-40,000 (deterministic)."""
+    from wordfreq import top_n_list
+
+    return tuple(w for w in top_n_list("en", 40_000)[2_000:] if w.isalpha() and w.isascii())
+
+
+def _name(rng: random.Random) -> str:
+    """A made-up proper name ("Valmora"): real headlines name people, places and firms no other story does."""
+    syllables = ("ka", "lo", "mi", "ra", "ven", "tor", "sa", "dri", "mo", "nel", "qua", "bel", "zu", "fen")
+    return "".join(rng.choice(syllables) for _ in range(rng.randint(2, 3))).capitalize()
+
+
 def _headline(rng: random.Random) -> list[str]:
-    """6-12 words shaped like a news headline: who does what to which thing, and often why."""
+    """6-12 words shaped like a news headline: who does what to which thing, often naming someone, and why."""
     place = rng.choice(_PLACES)
     words = [place + ("'" if place.endswith("s") else "'s"), *rng.choice(_SUBJECTS).split()]
     words += [*rng.choice(_VERBS).split(), rng.choice(_ADJECTIVES), *rng.choice(_NOUNS).split()]
+    if rng.random() < 0.6:
+        words += ["in", _name(rng)]
     if rng.random() < 0.7:
-        words += [*rng.choice(_CONNECTORS).split(), *rng.choice(_NOUNS).split()]
+        words += [*rng.choice(_CONNECTORS).split(), rng.choice(_vocabulary())]
     if len(words) > 12:
         words = words[:12]
     while len(words) < 6:
@@ -228,7 +245,8 @@ def _near_wording(words: list[str], rng: random.Random) -> list[str]:
 
 
 def _sentence(rng: random.Random, host: str) -> str:
-    words = rng.choices(_FILLER, k=rng.randint(10, 20))
+    vocabulary = _vocabulary()
+    words = [rng.choice(_FILLER) if rng.random() < 0.5 else rng.choice(vocabulary) for _ in range(rng.randint(10, 20))]
     words[rng.randrange(len(words))] = rng.choice(_PLACES)
     if rng.random() < 0.25:
         i = rng.randrange(len(words))

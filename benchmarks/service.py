@@ -17,6 +17,9 @@ per fetch). Then how far actual fetch starts drift from their planned times (med
 target is missed or the service did not exit cleanly.
 
 All feeds live on one loopback host, so `per_host` (default 2, as in feeds.yaml) bounds the request rate.
+The service runs with MALLOC_ARENA_MAX=2, as deploy/aggregator.service and deploy/Dockerfile set it: with
+glibc's default (up to 8 malloc arenas per core for the worker threads) its peak RSS varied from 204 to
+381 MB between identical runs; `--default-malloc` measures that.
 """
 
 from __future__ import annotations
@@ -104,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=90.0, help="length of each measured window, seconds")
     parser.add_argument("--changed", type=float, default=0.01, help="share of feeds changed per quarter interval")
     parser.add_argument("--per-host", type=int, default=2, help="fetch.per_host (every feed is on one host)")
+    parser.add_argument(
+        "--default-malloc", action="store_true", help="run the service without MALLOC_ARENA_MAX=2 (glibc default)"
+    )
     args = parser.parse_args(argv)
 
     corpus = build_corpus(args.feeds, args.entries)
@@ -123,10 +129,18 @@ def main(argv: list[str] | None = None) -> int:
             sys.executable, "-m", "aggregator", "--config", str(config), "run", "--serve", "--port", str(port),
             "--log-format", "json",
         ]  # fmt: skip
-        print(f"{args.feeds} feeds x {args.entries} entries, interval {args.interval:g} s, window {args.window:g} s")
+        env = dict(os.environ)
+        if args.default_malloc:
+            env.pop("MALLOC_ARENA_MAX", None)
+        else:
+            env["MALLOC_ARENA_MAX"] = "2"
+        print(
+            f"{args.feeds} feeds x {args.entries} entries, interval {args.interval:g} s, window {args.window:g} s, "
+            f"MALLOC_ARENA_MAX={env.get('MALLOC_ARENA_MAX', 'unset')}"
+        )
         print("$ " + " ".join(command[1:]), flush=True)
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=log)
+            proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=log)
         started = time.monotonic()
         try:
             wait_for(
@@ -137,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
                 proc,
             )
             warm_up = time.monotonic() - started
-            print(f"warm-up: {args.feeds} first fetches in {warm_up:.1f} s", flush=True)
+            print(
+                f"warm-up: {args.feeds} first fetches in {warm_up:.1f} s, peak RSS so far "
+                f"{health(port)['process']['max_rss_mb']:.0f} MB",
+                flush=True,
+            )
             # let the second round of polls (all 304) start before measuring it
             time.sleep(max(0.0, args.interval - warm_up + 2))
             server.reset_counts()
@@ -167,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     print("CPU s per 1,000 polls: scheduler = choosing, planning, storing plans, the clock; process = everything")
     print(
         f"{'window':<10} {'polls':>7} {'polls/s':>8} {'scheduler':>10} {'process':>8} "
-        f"{'drift median':>13} {'drift p99':>10}"
+        f"{'drift median':>13} {'drift p99':>10} {'peak RSS':>9}"
     )
     for name, numbers, statuses in (
         ("unchanged", unchanged, unchanged_statuses),
@@ -176,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{name:<10} {numbers['polls']:>7.0f} {numbers['polls_per_s']:>8.1f} "
             f"{numbers['scheduler_per_1000']:>10.3f} {numbers['cpu_per_1000']:>8.3f} "
-            f"{numbers['drift_median']:>12.3f}s {numbers['drift_p99']:>9.3f}s   statuses {statuses}"
+            f"{numbers['drift_median']:>12.3f}s {numbers['drift_p99']:>9.3f}s {numbers['rss_mb']:>6.0f} MB"
+            f"   statuses {statuses}"
         )
     print(f"peak RSS of the service: {peak_mb:.1f} MB; exit code {proc.returncode}; error log lines: {len(errors)}")
     ok = (

@@ -341,6 +341,30 @@ def test_backoff_grows_on_failures_and_resets_on_success(tmp_path: Path, server:
     assert schedule_of(db, url)["error_count"] == 0
 
 
+def test_prune_removes_old_stories_no_output_shows(tmp_path: Path, server: ControlledServer) -> None:
+    server.routes["/a"] = feed(rss("a", 3))
+    outputs = [{"path": "public/feed.atom", "max_age_hours": 24}]
+    config = write_config(tmp_path, [server.url("/a")], outputs=outputs, retention={"keep_days": 2})
+    db = tmp_path / "aggregator.db"
+    clock = Clock()
+
+    async def scenario() -> None:
+        service = make_service(config, clock)
+        await service.open()
+        await service.poll()
+        assert query(db, "SELECT count(*) FROM entries") == [(3,)]
+        assert await service.prune() is not None  # nothing is old yet
+        assert query(db, "SELECT count(*) FROM entries") == [(3,)]
+        clock.at(T0 + timedelta(days=10))
+        result = await service.prune()
+        assert result is not None and (result.entries, result.stories) == (3, 3)
+        await service.stop()
+
+    run(scenario())
+    assert query(db, "SELECT count(*) FROM entries") == [(0,)]
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+
+
 def test_gone_disables_the_feed_for_good(tmp_path: Path, server: ControlledServer) -> None:
     server.routes["/gone"] = fixed(Reply(410))
     server.routes["/ok"] = feed(rss("k"))
