@@ -55,7 +55,7 @@ from .retention import prune_store
 from .schedule import FeedSchedule, Policy, next_wake, plan_next_fetch, select_due
 from .server import HttpServer, create_app, served_outputs
 from .store import PruneResult, Store, format_time
-from .update import cluster_new_entries, publish_outputs, run_pass
+from .update import StoryClusterer, publish_outputs, run_pass
 
 __all__ = ["JsonFormatter", "Service", "ServiceState", "configure_logging"]
 
@@ -153,6 +153,7 @@ class Service:
         self._publish_lock = asyncio.Lock()
         self._last_publish_info: dict[str, Any] | None = None
         self._publishing: asyncio.Future[tuple[int, list[Path]]] | None = None
+        self._clusterer = StoryClusterer()  # keeps the dedup index of the window between passes
         self._last_pass: dict[str, Any] | None = None
         self._drift: deque[float] = deque(maxlen=DRIFT_SAMPLES)
         self._fetches = 0
@@ -540,7 +541,7 @@ class Service:
             self._unpublished = False
             self._last_publish = time.monotonic()
             work = asyncio.ensure_future(
-                asyncio.to_thread(_cluster_and_publish, self.config, self.store.path, self._clock())
+                asyncio.to_thread(_cluster_and_publish, self.config, self.store.path, self._clock(), self._clusterer)
             )
             work.add_done_callback(self._published)
             self._publishing = work
@@ -585,6 +586,7 @@ class Service:
                 await asyncio.wait([self._publishing])
             try:
                 result = await asyncio.to_thread(_prune, self.config, self.store.path, self._clock())
+                self._clusterer.reset()  # pruned stories may be in its index
             except AggregatorError as e:
                 log.error("pruning failed: %s", e, extra={"event": "prune"})
                 return None
@@ -689,10 +691,12 @@ def _prune(config: Config, database: Path, now: datetime) -> PruneResult | None:
         return prune_store(config, store, now)
 
 
-def _cluster_and_publish(config: Config, database: Path, now: datetime) -> tuple[int, list[Path]]:
+def _cluster_and_publish(
+    config: Config, database: Path, now: datetime, clusterer: StoryClusterer
+) -> tuple[int, list[Path]]:
     """Give new entries their stories and rewrite the outputs, on a connection of this (worker) thread."""
     with Store.open(database) as store:
-        clustered = cluster_new_entries(store, config, now)
+        clustered = clusterer.run(store, config, now)
         written = publish_outputs(config, store, now) if config.outputs else []
     return clustered, written
 

@@ -35,7 +35,7 @@ from .parse import parse_feed
 from .render import MEDIA_TYPES, render
 from .store import Store
 
-__all__ = ["cluster_new_entries", "output_meta", "publish_outputs", "run_pass"]
+__all__ = ["StoryClusterer", "cluster_new_entries", "output_meta", "publish_outputs", "run_pass"]
 
 log = logging.getLogger(__name__)
 
@@ -198,31 +198,73 @@ def store_result(
 
 def cluster_new_entries(store: Store, config: Config, now: datetime) -> int:
     """Give every entry without a story one: an existing story it matches, or a new one. Returns how many."""
-    # In batches, oldest first: the backlog's summaries are read a page at a time, and the index keeps only
-    # what it needs of each entry, so memory follows the window, not the backlog.
-    batches = store.unassigned_batches()
-    first = next(batches, None)
-    if not first:
-        return 0
-    window = timedelta(hours=config.dedup.window_hours)
-    index = StoryIndex(
-        window=window,
-        threshold=config.dedup.threshold or DEFAULT_THRESHOLD,
-        title_only_threshold=config.dedup.title_only_threshold or TITLE_ONLY_THRESHOLD,
-    )
-    for item, story_id in store.window_entries(first[0].published - window):
-        index.add(item, story_id)
-    count = 0
-    with store.story_writer() as writer:
-        for items in itertools.chain([first], batches):
-            for item in items:
-                index.evict(item.published - window)
-                assignment = index.assign(item)
-                story_id = assignment.story_id if assignment.story_id is not None else writer.new_story(item)
-                writer.assign(assignment, story_id)
-                index.add(item, story_id)
-            count += len(items)
-    return count
+    return StoryClusterer().run(store, config, now)
+
+
+class StoryClusterer:
+    """Clusters new entries, keeping the dedup index of the window from one call to the next.
+
+    A one-shot `aggregator update` seeds the index from the store once per pass (the entries of the window);
+    the service keeps one clusterer, so each pass only pays for its new entries. The index is seeded again
+    when it cannot answer: new dedup settings, a backlog older than what it still covers, or `reset()` (the
+    service calls it after pruning, which deletes stories the index may hold).
+    """
+
+    def __init__(self) -> None:
+        self._index: StoryIndex | None = None
+        self._settings: object = None
+        self._covers_from: datetime | None = None
+
+    def reset(self) -> None:
+        """Forget the index; the next run seeds it from the store."""
+        self._index = None
+
+    def run(self, store: Store, config: Config, now: datetime) -> int:
+        """Assign a story to every entry that has none, oldest first. Returns how many."""
+        # In batches, oldest first: the backlog's summaries are read a page at a time, and the index keeps only
+        # what it needs of each entry, so memory follows the window, not the backlog.
+        batches = store.unassigned_batches()
+        first = next(batches, None)
+        if not first:
+            return 0
+        window = timedelta(hours=config.dedup.window_hours)
+        index = self._index_for(store, config, first[0].published - window)
+        count = 0
+        try:
+            with store.story_writer() as writer:
+                for items in itertools.chain([first], batches):
+                    for item in items:
+                        floor = item.published - window
+                        index.evict(floor)
+                        assert self._covers_from is not None
+                        self._covers_from = max(self._covers_from, floor)
+                        assignment = index.assign(item)
+                        story_id = assignment.story_id
+                        if story_id is None:
+                            story_id = writer.new_story(item)
+                        writer.assign(assignment, story_id)
+                        index.add(item, story_id)
+                    count += len(items)
+        except BaseException:
+            self.reset()  # the transaction rolled back: the index holds assignments that were never stored
+            raise
+        return count
+
+    def _index_for(self, store: Store, config: Config, since: datetime) -> StoryIndex:
+        """The kept index when it covers `since` with the same settings; else a new one seeded from the store."""
+        settings = config.dedup
+        kept = self._index is not None and self._settings == settings and self._covers_from is not None
+        if kept and self._covers_from is not None and since >= self._covers_from and self._index is not None:
+            return self._index
+        index = StoryIndex(
+            window=timedelta(hours=settings.window_hours),
+            threshold=settings.threshold or DEFAULT_THRESHOLD,
+            title_only_threshold=settings.title_only_threshold or TITLE_ONLY_THRESHOLD,
+        )
+        for item, story_id in store.window_entries(since):
+            index.add(item, story_id)
+        self._index, self._settings, self._covers_from = index, settings, since
+        return index
 
 
 def output_meta(config: Config, output: OutputConfig) -> OutputMeta:
