@@ -8,11 +8,11 @@ within `window` of it, in this order:
    (``"Live updates"`` from three outlets is three stories).
 3. ``similar``: the cosine between the entry's term vector and a story's *centroid* (the sum of its members'
    unit vectors) reaches the threshold, and the entry shares at least `MIN_SHARED_WEIGHT` of informative
-   word weight with that story (a higher cosine when it shares little more than one rare word). An entry
-   is compared with the entries of *other* feeds only: when a story already holds entries of the entry's
-   own feed, its centroid is taken without them, and a story made only of the entry's own feed is skipped.
-   So a feed's entries never join each other by similarity (a feed's "Markets wrap" series stays apart),
-   only through rules 1 and 2, yet an outlet's follow-up joins the story that other outlets report. Among
+   word weight with that story (a higher cosine when it shares little more than one rare word). A story
+   made only of the entry's own feed is skipped, so a feed's entries never join each other by similarity
+   (a feed's "Markets wrap" series stays apart), only through rules 1 and 2, yet an outlet's follow-up
+   joins the story that other outlets report. (Scoring against the centroid without the feed's own members
+   measured the same on uci-dev.csv, P 0.983 / 0.951, B3 F1 0.887 / 0.846, at several times the cost.) Among
    the stories that qualify, a mild size prior favours the established story over a young split-off.
    Entries with a summary need `DEFAULT_THRESHOLD`; titles alone score lower and need
    `TITLE_ONLY_THRESHOLD`.
@@ -43,11 +43,11 @@ import re
 import sys
 import unicodedata
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from itertools import chain, compress, repeat
+from itertools import compress, repeat
 from urllib.parse import urlsplit
 
 from aggregator.models import Assignment, DedupItem
@@ -110,12 +110,11 @@ SIZE_PRIOR = 0.2
 # longer one, in the URL. uci-dev.csv (titles only, halves 0 / 1): 0 gives pair R 0.871 / 0.712 and
 # B3 F1 0.867 / 0.834; 1.0 gives R 0.901 / 0.747, B3 F1 0.887 / 0.846 at pair P 0.983 / 0.951.
 SLUG_SHARE = 1.0
+# Candidates are found through the terms of the title and the URL slug only (summary terms still count in the
+# score): headlines name the story, and indexing every summary word cost 1.1 GB and 280 s on the 1000x50
+# benchmark corpus (50,000 entries of ~100 summary words). uci-dev.csv is titles only: unchanged.
 # Only the stories sharing the most indexed weight are scored exactly.
 MAX_CANDIDATES = 30
-# Up to this many centroid terms, a story's norm without one feed's members is summed in full (bit for bit the
-# original computation); above it, corrected incrementally. Speed only: the synthetic 200x50 corpus of
-# benchmarks/corpus.py grows one story of 7,000 entries, whose full sum cost 1.5 ms per entry.
-EXACT_NORM_TERMS = 2000
 # Text beyond these lengths is ignored: a 10,000-character title must not touch every story.
 MAX_TITLE_CHARS = 300
 MAX_SUMMARY_CHARS = 600
@@ -234,6 +233,8 @@ class _Vector:
 
     unit: dict[str, float]
     raw: dict[str, float]
+    # the terms of the title and the URL slug: the only ones the inverted index holds (see MAX_CANDIDATES)
+    keys: tuple[str, ...] = ()
 
 
 def _slug_text(url: str) -> str:
@@ -245,17 +246,19 @@ def _vectorize(item: DedupItem) -> _Vector:
     """Build the entry's term vector: title terms boosted, summary terms added, weights powered."""
     title = _terms(_strip_affixes(unicodedata.normalize("NFKC", item.title[:MAX_TITLE_CHARS])), MAX_TITLE_CHARS)
     summary = _terms(item.summary_text, MAX_SUMMARY_CHARS) if item.summary_text else {}
+    keys = dict.fromkeys(title)
     if item.canonical_url:
         for term, weight in _terms(_slug_text(item.canonical_url), MAX_TITLE_CHARS).items():
             if "_" not in term:
                 summary.setdefault(term, weight * SLUG_SHARE)
+                keys[term] = None
     raw = {t: max(w, summary.get(t, 0.0)) for t, w in title.items()}
     for term, weight in summary.items():
         raw.setdefault(term, weight)
     vector = {t: (TITLE_BOOST if t in title else 0.0) + (1.0 if t in summary else 0.0) for t in raw}
     vector = {t: share * raw[t] ** WEIGHT_POWER for t, share in vector.items()}
     norm = math.sqrt(sum(v * v for v in vector.values())) or 1.0
-    return _Vector({t: v / norm for t, v in vector.items()}, raw)
+    return _Vector({t: v / norm for t, v in vector.items()}, raw, tuple(map(sys.intern, keys)))
 
 
 @dataclass(slots=True)
@@ -274,6 +277,7 @@ class _Held:
     story_id: int
     terms: tuple[str, ...]
     values: array[float]
+    keys: tuple[str, ...]
     title_key: str
     title_weight: float
     indexed: bool
@@ -281,13 +285,6 @@ class _Held:
     def unit(self) -> Iterator[tuple[str, float]]:
         """The unit vector's (term, value) pairs, in the order they were built."""
         return zip(self.terms, self.values, strict=True)
-
-
-def _norm_change(held: _Held, others: list[_Held]) -> float:
-    """How much ||o||^2 grows when `held` joins `others` (o: the sum of their vectors): ||h||^2 + 2 h.o."""
-    mine = dict(held.unit())
-    cross = sum(sum(map(operator.mul, o.values, map(mine.get, o.terms, repeat(0.0)))) for o in others)
-    return float(sum(map(operator.mul, held.values, held.values))) + 2.0 * cross
 
 
 @dataclass(slots=True)
@@ -304,15 +301,10 @@ class _Story:
     members: dict[int, _Held] = field(default_factory=dict)
     # the members of each feed, in membership order: a story can hold thousands of entries
     feeds: dict[int, list[_Held]] = field(default_factory=dict)
-    # squared norm of the sum of one feed's members' vectors, kept up to date once a big story needed it
-    own_sq: dict[int, float] = field(default_factory=dict)
 
     def join(self, held: _Held) -> None:
         """List a new member under its feed (its vector goes into the centroid with add())."""
-        own = self.feeds.setdefault(held.feed_id, [])
-        if held.feed_id in self.own_sq:
-            self.own_sq[held.feed_id] += _norm_change(held, own)
-        own.append(held)
+        self.feeds.setdefault(held.feed_id, []).append(held)
 
     def leave(self, held: _Held) -> None:
         """Unlist a member from its feed (its vector leaves the centroid with add(..., -1))."""
@@ -320,9 +312,6 @@ class _Story:
         own.remove(held)
         if not own:
             del self.feeds[held.feed_id]
-            self.own_sq.pop(held.feed_id, None)
-        elif held.feed_id in self.own_sq:
-            self.own_sq[held.feed_id] -= _norm_change(held, own)
 
     def add(self, held: _Held, sign: float) -> None:
         """Add (sign 1) or remove (sign -1) one member's vector from the centroid."""
@@ -354,73 +343,6 @@ class _Story:
         if min(held.values, default=1.0) >= 1e-9:
             return dict(held.unit())  # unit values are positive, and 0.0 + v is v: built at C speed
         return {term: 0.0 + value for term, value in held.unit() if not abs(0.0 + value) < 1e-9}
-
-    def without(self, feed_id: int, terms: Iterable[str]) -> tuple[dict[str, float], float]:
-        """The centroid of the members of other feeds, at `terms` only (a term left at zero is absent),
-        and its squared norm.
-
-        The values are bit for bit those of subtracting the feed's members from a copy of the whole centroid
-        (the same subtractions in the same order: terms are independent), but only the terms needed are
-        computed. The squared norm is exactly that copy's sum of squares while the centroid is small; a big
-        story's (thousands of terms, where copying and summing it cost milliseconds per entry) comes from
-        maintained sums instead, equal up to float rounding (see _big_without).
-        """
-        centroid = self.view()
-        own = self.feeds[feed_id]
-        if len(centroid) > EXACT_NORM_TERMS:
-            return self._big_without(centroid, own, feed_id, terms)
-        # every term the feed's members touch, at its centroid value; then each member subtracted in turn,
-        # one C-level pass per member (a member's terms are distinct, so a pass equals the loop over them)
-        union = dict.fromkeys(chain.from_iterable(held.terms for held in own))
-        work = dict(zip(union, map(centroid.get, union, repeat(0.0)), strict=True))
-        gone: set[str] = set()  # terms left at zero (below 1e-9): dropped from the centroid
-        for held in own:
-            rest = list(map(operator.sub, map(work.__getitem__, held.terms), held.values))
-            work.update(zip(held.terms, rest, strict=True))
-            if gone:
-                gone.difference_update(held.terms)
-            tiny = list(compress(held.terms, map(operator.gt, repeat(1e-9), map(abs, rest))))
-            if tiny:  # often: a term only this feed's members hold
-                gone.update(tiny)
-                work.update(dict.fromkeys(tiny, 0.0))
-        wanted: dict[str, float] = {}
-        for term in terms:
-            if term in work:
-                if term not in gone:
-                    wanted[term] = work[term]
-            elif term in centroid:
-                wanted[term] = centroid[term]
-        # the copy's order: centroid terms in place, new terms appended in first-touch order
-        rest_all = {**centroid, **work}
-        for term in gone:
-            del rest_all[term]
-        values = list(rest_all.values())
-        # the same left-to-right float sum as sum(v * v for v in values), at C speed
-        return wanted, sum(map(operator.mul, values, values))
-
-    def _big_without(
-        self, centroid: dict[str, float], own: list[_Held], feed_id: int, terms: Iterable[str]
-    ) -> tuple[dict[str, float], float]:
-        """without() for a big story: exact values at `terms`, and ||c - o||^2 = ||c||^2 - 2 c.o + ||o||^2.
-
-        Touching only the query's terms and one dot product per member of the feed, instead of every term
-        those members hold: on the synthetic corpus, one story gathers thousands of entries and a feed has
-        dozens of them in it.
-        """
-        wanted_terms = dict.fromkeys(terms)
-        work: dict[str, float] = {}
-        for held in own:
-            for term, value in compress(held.unit(), map(wanted_terms.__contains__, held.terms)):
-                rest = work.get(term, centroid.get(term, 0.0)) - value
-                work[term] = 0.0 if abs(rest) < 1e-9 else rest  # 0.0: dropped from the centroid
-        wanted = {t: v for t in wanted_terms if (v := work[t] if t in work else centroid.get(t, 0.0)) != 0.0}
-        if feed_id not in self.own_sq:
-            total = 0.0
-            for index, held in enumerate(own):
-                total += _norm_change(held, own[:index])
-            self.own_sq[feed_id] = total
-        cross = sum(sum(map(operator.mul, h.values, map(centroid.get, h.terms, repeat(0.0)))) for h in own)
-        return wanted, max(0.0, self.sq_norm - 2.0 * cross + self.own_sq[feed_id])
 
     def in_window(self, when: datetime, window: timedelta) -> bool:
         """Whether a member was published within `window` of `when`, either side."""
@@ -477,12 +399,9 @@ class StoryIndex:
             story = self._stories[story_id]
             if not story.in_window(item.published, self.window):
                 continue
-            if item.feed_id in story.feeds:
-                if len(story.feeds) == 1:
-                    continue  # only entries of this feed: they join each other through rules 1 and 2 only
-                centroid, sq_norm = story.without(item.feed_id, vector.unit)
-            else:
-                centroid, sq_norm = story.view(), story.sq_norm
+            if item.feed_id in story.feeds and len(story.feeds) == 1:
+                continue  # only entries of this feed: they join each other through rules 1 and 2 only
+            centroid, sq_norm = story.view(), story.sq_norm
             shared = sum(compress(word_weights, map(centroid.__contains__, word_terms)))
             if shared < MIN_SHARED_WEIGHT:
                 continue
@@ -515,6 +434,7 @@ class StoryIndex:
             published=item.published,
             story_id=story_id,
             terms=tuple(map(sys.intern, vector.unit)),
+            keys=vector.keys,
             values=array("d", vector.unit.values()),
             title_key=title_key,
             title_weight=title_weight,
@@ -529,7 +449,7 @@ class StoryIndex:
         story.add(held, 1.0)
         if held.indexed:
             postings = self._postings
-            for term in held.terms:
+            for term in held.keys:
                 posting = postings.get(term)
                 if posting is None:
                     postings[term] = {story_id: 1}
@@ -568,7 +488,9 @@ class StoryIndex:
     def _candidates(self, vector: _Vector) -> list[int]:
         """Stories sharing indexed terms with the vector, most shared weight first, at most MAX_CANDIDATES."""
         shared: dict[int, float] = {}
-        for term, weight in vector.raw.items():
+        raw = vector.raw
+        for term in vector.keys:
+            weight = raw[term]
             posting = self._postings.get(term)
             if posting is None or len(posting) > MAX_POSTING_STORIES:
                 continue
@@ -587,7 +509,7 @@ class StoryIndex:
             del self._stories[held.story_id]  # its centroid goes with it
         else:
             story.add(held, -1.0)
-        for term in held.terms if held.indexed else ():
+        for term in held.keys if held.indexed else ():
             posting = self._postings[term]
             posting[held.story_id] -= 1
             if posting[held.story_id] <= 0:
