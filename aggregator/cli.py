@@ -84,17 +84,13 @@ def _reports_errors(command: F) -> F:
     type=click.Path(dir_okay=False),
     help="The feeds.yaml to use (env AGGREGATOR_CONFIG).",
 )
-@click.option(
-    "--db", "database", type=click.Path(dir_okay=False), help="SQLite database (overrides `database`)."
-)
+@click.option("--db", "database", type=click.Path(dir_okay=False), help="SQLite database (overrides `database`).")
 @click.option("-v", "--verbose", count=True, help="Log fetches (-v) or everything (-vv) to stderr.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str, database: str | None, verbose: int) -> None:
     """Poll news feeds, cluster the same story across outlets, publish one aggregated feed."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     ctx.obj = Context(config_path, database)
 
 
@@ -252,9 +248,7 @@ _LOG_FORMAT = click.option(
     help="Log lines as text, or one JSON object per line for log shippers.",
 )
 _HOST = click.option("--host", help="Address to listen on [default: service.host in feeds.yaml, 127.0.0.1].")
-_PORT = click.option(
-    "--port", type=click.IntRange(0, 65535), help="Port to listen on [default: service.port, 8080]."
-)
+_PORT = click.option("--port", type=click.IntRange(0, 65535), help="Port to listen on [default: service.port, 8080].")
 
 
 @cli.command()
@@ -487,8 +481,7 @@ def _result_json(result: SearchResult) -> dict[str, Any]:
             for m in result.matches
         ],
         "sources": [
-            {"feed_title": s.feed_title, "feed_url": s.feed_url, "title": s.title, "url": s.url}
-            for s in result.sources
+            {"feed_title": s.feed_title, "feed_url": s.feed_url, "title": s.title, "url": s.url} for s in result.sources
         ],
     }
 

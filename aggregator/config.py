@@ -323,9 +323,7 @@ def parse_config(data: dict[str, Any], path: Path, database: str | None = None) 
 
 def _first_problem(error: ValidationError) -> str:
     problem = error.errors()[0]
-    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in problem["loc"]).lstrip(
-        "."
-    )
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in problem["loc"]).lstrip(".")
     # tuples are how we hold them; in YAML they are lists
     message = problem["msg"].removeprefix("Value error, ").replace("a valid tuple", "a list")
     if problem["type"] == "extra_forbidden":

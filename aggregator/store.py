@@ -602,11 +602,7 @@ class Store:
     def feed_ids_with_tags(self, tags: Iterable[str]) -> set[int]:
         """Ids of active feeds carrying any of `tags`."""
         wanted = set(tags)
-        return {
-            row["id"]
-            for row in self._rows("SELECT id, tags FROM feeds")
-            if wanted & set(json.loads(row["tags"]))
-        }
+        return {row["id"] for row in self._rows("SELECT id, tags FROM feeds") if wanted & set(json.loads(row["tags"]))}
 
     def feed_ids_with_urls(self, urls: Iterable[str]) -> set[int]:
         """Ids of the feeds with these URLs."""
@@ -968,9 +964,7 @@ _ENTRY_COLUMNS = (
     "url, canonical_url, title, summary, summary_text, content, published, updated, "
     "authors, categories, enclosures, content_hash"
 )
-_INSERT_ENTRY = (
-    f"INSERT INTO entries (feed_id, guid, first_seen, {_ENTRY_COLUMNS}) VALUES ({','.join('?' * 15)})"
-)
+_INSERT_ENTRY = f"INSERT INTO entries (feed_id, guid, first_seen, {_ENTRY_COLUMNS}) VALUES ({','.join('?' * 15)})"
 _UPDATE_ENTRY = "UPDATE entries SET {} WHERE id = ?".format(
     ", ".join(f"{name.strip()} = ?" for name in _ENTRY_COLUMNS.split(","))
 )
