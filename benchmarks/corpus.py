@@ -429,6 +429,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, body, headers, head)
 
     def _send(self, status: int, body: bytes, headers: dict[str, str], head: bool) -> None:
+        # counted before answering: a client that reads the counts after its response must see this one
+        self.server.owner._count(status)
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -437,7 +439,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body and not head:
             self.wfile.write(body)
-        self.server.owner._count(status)
 
 
 def _not_modified(if_none_match: str | None, if_modified_since: str | None, resource: _Resource) -> bool:
