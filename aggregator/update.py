@@ -201,6 +201,13 @@ def cluster_new_entries(store: Store, config: Config, now: datetime) -> int:
     return StoryClusterer().run(store, config, now)
 
 
+# How much older than the window an entry may be and stay in a kept index. Entries outside the window are
+# never matched (the index checks each candidate's dates); this only spares reseeding when a pass brings
+# entries published a little before the previous pass's newest (benchmarks/stories.py --scale reseeded on
+# every batch without it).
+EVICTION_SLACK = timedelta(hours=6)
+
+
 class StoryClusterer:
     """Clusters new entries, keeping the dedup index of the window from one call to the next.
 
@@ -234,7 +241,9 @@ class StoryClusterer:
             with store.story_writer() as writer:
                 for items in itertools.chain([first], batches):
                     for item in items:
-                        floor = item.published - window
+                        # evict with some slack: the next pass's entries are often a little older than this
+                        # pass's newest, and an index that no longer covers them must be seeded again
+                        floor = item.published - window - EVICTION_SLACK
                         index.evict(floor)
                         assert self._covers_from is not None
                         self._covers_from = max(self._covers_from, floor)
