@@ -33,6 +33,7 @@ from feedparser.mixin import _FeedParserMixin
 from lxml import etree
 
 from .models import Enclosure, ParsedEntry, ParsedFeed
+from .xmlsafe import safe_parser
 
 __all__ = ["parse_fast"]
 
@@ -40,20 +41,9 @@ _ATOM = "{http://www.w3.org/2005/Atom}"
 _CONTENT = "{http://purl.org/rss/1.0/modules/content/}"
 _DC = "{http://purl.org/dc/elements/1.1/}"
 
-# libxml2 as a parser of strangers' bytes: no entity substitution, no DTD loading or validation, no network,
-# its default limits on depth and text size (huge_tree off), and no recovery (a document it would have to
-# repair is feedparser's job).
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    recover=False,
-    remove_comments=True,
-    remove_pis=True,
-    collect_ids=False,
-)
+# libxml2 as a parser of strangers' bytes (xmlsafe.py); no recovery: a document it would have to repair is
+# feedparser's job.
+_PARSER = safe_parser()
 
 # Item children mapped below, or that feedparser stores nowhere we read. Any other child (media:title sets the
 # entry title in feedparser, dc:date the dates, itunes:keywords the tags...) hands the document back.

@@ -25,6 +25,7 @@ from lxml import etree
 from .errors import ConfigError
 from .models import FeedSource
 from .normalize import strip_invalid_xml
+from .xmlsafe import safe_parser
 
 __all__ = ["MAX_OPML_BYTES", "MAX_OUTLINE_DEPTH", "OpmlFeeds", "opml_document", "parse_opml", "read_opml"]
 
@@ -66,17 +67,8 @@ def parse_opml(data: bytes, source: str = "OPML") -> OpmlFeeds:
     # never needs them: a document that declares any is refused before parsing (billion laughs).
     if b"<!ENTITY" in data:
         raise ConfigError(f"{source}: declares XML entities, which OPML never needs; not read")
-    parser = etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        huge_tree=False,
-        load_dtd=False,
-        dtd_validation=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
     try:
-        root = etree.fromstring(data, parser)
+        root = etree.fromstring(data, safe_parser())
     except etree.XMLSyntaxError as e:
         message = re.sub(r"\s*\(<string>, line \d+\)$", "", str(e))
         if "depth" in message.lower():
