@@ -566,9 +566,7 @@ class Store:
                 where.append(f"EXISTS (SELECT 1 FROM entries e WHERE e.story_id = s.id AND e.feed_id IN ({marks}))")
             params.extend(ids)
         rows = self._rows(
-            f"""SELECT s.*, e.summary, e.content, e.authors, e.categories, e.enclosures
-                FROM stories s LEFT JOIN entries e ON e.id = s.lead_entry_id
-                WHERE {" AND ".join(where)} ORDER BY s.published DESC, s.id DESC LIMIT ?""",
+            f"""{_STORY_SELECT} WHERE {" AND ".join(where)} ORDER BY s.published DESC, s.id DESC LIMIT ?""",
             [*params, limit],
         )
         sources = self._sources([row["id"] for row in rows])
@@ -613,8 +611,7 @@ class Store:
         """One story by its number or its uid, with its sources; None when there is no such story."""
         column = "id" if key.isdigit() else "uid"
         rows = self._rows(
-            f"""SELECT s.*, e.summary, e.content, e.authors, e.categories, e.enclosures
-                FROM stories s LEFT JOIN entries e ON e.id = s.lead_entry_id WHERE s.{column} = ?""",
+            f"{_STORY_SELECT} WHERE s.{column} = ?",
             (int(key) if column == "id" else key,),
         )
         if not rows:
@@ -971,6 +968,9 @@ _UPDATE_ENTRY = "UPDATE entries SET {} WHERE id = ?".format(
 # Feeds due by a time: ordered by the partial index feeds_next_fetch, so the scan stops at the first future one.
 _DUE_SQL = """SELECT * FROM feeds WHERE active = 1 AND disabled_reason IS NULL AND next_fetch_at <= ?
               ORDER BY next_fetch_at, id"""
+# A story row with its lead entry's text, as latest_stories and story() read it.
+_STORY_SELECT = """SELECT s.*, e.summary, e.content, e.authors, e.categories, e.enclosures
+    FROM stories s LEFT JOIN entries e ON e.id = s.lead_entry_id"""
 # Below this many entries in an output's feeds, latest_stories lists their stories instead of testing each.
 _FEW_ENTRIES = 5_000
 _DEDUP_COLUMNS = "id, feed_id, title, summary_text, canonical_url, published"
