@@ -303,3 +303,22 @@ def test_json_summary_lists_errors(tmp_path: Path, feeds: FeedFiles) -> None:
     assert summary["failed"] == 1
     assert summary["errors"][0]["url"] == "http://127.0.0.1:9/closed.xml"
     assert summary["errors"][0]["error"].startswith("cannot connect")
+
+
+def test_stories_and_story_commands_show_sources_and_methods(pipeline: tuple[Path, FeedFiles]) -> None:
+    config, _ = pipeline
+    update_json(config)
+    listed = json.loads(run_cli("stories", "--min-sources", "2", "--json", config=config).stdout)
+    assert [(s["title"], [src["feed"] for src in s["sources"]]) for s in listed] == [
+        ("Chipmaker shares jump on deal", ["Alpha", "Bravo"])
+    ]
+    shown = json.loads(run_cli("story", str(listed[0]["id"]), "--json", config=config).stdout)
+    assert shown["uid"] == listed[0]["uid"]
+    assert [(e["guid"], e["feed_title"], e["story_method"]) for e in shown["entries"]] == [
+        ("a-3", "Alpha", "new"),
+        ("tag:b,2026:2", "Bravo", "url"),
+    ]
+    by_uid = run_cli("story", listed[0]["uid"], config=config)
+    assert by_uid.exit_code == 0 and "Chipmaker shares jump on deal" in by_uid.stdout
+    missing = run_cli("story", "999", config=config)
+    assert (missing.exit_code, missing.stderr) == (2, "error: no story '999'\n")
