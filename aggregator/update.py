@@ -235,7 +235,7 @@ class StoryClusterer:
         if not first:
             return 0
         window = timedelta(hours=config.dedup.window_hours)
-        index = self._index_for(store, config, first[0].published - window)
+        index = self.index_for(store, config, first[0].published - window)
         count = 0
         try:
             with store.story_writer() as writer:
@@ -259,11 +259,11 @@ class StoryClusterer:
             raise
         return count
 
-    def _index_for(self, store: Store, config: Config, since: datetime) -> StoryIndex:
+    def index_for(self, store: Store, config: Config, since: datetime) -> StoryIndex:
         """The kept index when it covers `since` with the same settings; else a new one seeded from the store."""
         settings = config.dedup
-        kept = self._index is not None and self._settings == settings and self._covers_from is not None
-        if kept and self._covers_from is not None and since >= self._covers_from and self._index is not None:
+        covered = self._covers_from is not None and since >= self._covers_from
+        if self._index is not None and self._settings == settings and covered:
             return self._index
         index = StoryIndex(
             window=timedelta(hours=settings.window_hours),

@@ -149,7 +149,7 @@ def scale(sizes: tuple[int, ...], window: int, batch: int) -> None:
                 steady.append(1000 * (time.perf_counter() - started) / clustered)
             # what a one-shot `aggregator update` pays: seeding the index from the window's entries
             started = time.perf_counter()
-            seeded = StoryClusterer()._index_for(store, config, now - timedelta(hours=72))
+            seeded = StoryClusterer().index_for(store, config, now - timedelta(hours=72))
             one_shot.append(time.perf_counter() - started)
             store.close()
         print(
