@@ -64,7 +64,6 @@ async def run_pass(
     """
     started = time.perf_counter()
     states = list(feeds) if feeds is not None else list(store.sync_feeds(config.sources(), now).values())
-    by_url = {state.url: state for state in states}
     outcomes: list[FeedOutcome] = []
     async with contextlib.AsyncExitStack() as stack:
         if fetcher is None:
@@ -84,8 +83,9 @@ async def run_pass(
                 result = await active.fetch(state)
                 # parsing a large or hostile feed takes seconds of CPU: in a worker process (or a thread), so
                 # the other fetches keep reading their sockets and no deadline runs out waiting for a parse
-                prepared = await _prepare(pool, result, now)
-                outcome = store_result(store, by_url[result.url], result, now, prepared)
+                unchanged = result.body_hash == state.body_hash  # the same bytes as last time: never parsed
+                prepared = None if unchanged else await _prepare(pool, result, now)
+                outcome = store_result(store, state, result, now, prepared)
             log.info(
                 "fetched %s: %s %s, %d bytes, %.0f ms, %d new",
                 result.url, outcome.status.value, result.http_status or "-", outcome.bytes,
@@ -95,7 +95,7 @@ async def run_pass(
             if on_feed is not None:
                 on_feed(outcome)
             if on_result is not None:
-                on_result(by_url[result.url], result, outcome)
+                on_result(state, result, outcome)
 
         tasks = [asyncio.ensure_future(update_one(state)) for state in states]
         for task in tasks:  # a cancelled pass (service shutdown) leaves no fetch running behind it

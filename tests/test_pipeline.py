@@ -322,3 +322,14 @@ def test_stories_and_story_commands_show_sources_and_methods(pipeline: tuple[Pat
     assert by_uid.exit_code == 0 and "Chipmaker shares jump on deal" in by_uid.stdout
     missing = run_cli("story", "999", config=config)
     assert (missing.exit_code, missing.stderr) == (2, "error: no story '999'\n")
+
+
+def test_a_resent_identical_body_without_validators_counts_as_not_modified(tmp_path: Path, feeds: FeedFiles) -> None:
+    feeds.server.expect_request("/plain.xml").respond_with_data(rss(RSS_A, "Alpha"), content_type="application/rss+xml")
+    config = write_config(tmp_path, [feeds.server.url_for("/plain.xml")])
+    assert update_json(config)["entries_new"] == 3
+    db = tmp_path / "aggregator.db"
+    before = entries(db)
+    second = update_json(config)
+    assert (second["ok"], second["not_modified"], second["entries_new"]) == (0, 1, 0)
+    assert entries(db) == before
