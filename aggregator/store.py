@@ -573,14 +573,17 @@ class Store:
         return [_story(row, sources.get(row["id"], ())) for row in rows]
 
     def _sources(self, story_ids: Sequence[int]) -> dict[int, tuple[StorySource, ...]]:
+        """Each story's outlets: one source per feed (its earliest report), the lead's feed first."""
         if not story_ids:
             return {}
         marks = ",".join("?" * len(story_ids))
         rows = self._rows(
-            f"""SELECT e.story_id, e.title, e.url, e.published, f.url AS feed_url, f.site_url,
-                       COALESCE(f.configured_title, f.title, f.url) AS feed_title
-                FROM entries e JOIN feeds f ON f.id = e.feed_id
-                WHERE e.story_id IN ({marks}) ORDER BY e.story_id, f.priority DESC, e.published, e.id""",
+            f"""SELECT * FROM (
+                    SELECT e.story_id, e.title, e.url, e.published, e.id, f.priority, f.url AS feed_url,
+                           f.site_url, COALESCE(f.configured_title, f.title, f.url) AS feed_title,
+                           ROW_NUMBER() OVER (PARTITION BY e.story_id, e.feed_id ORDER BY e.published, e.id) AS nth
+                    FROM entries e JOIN feeds f ON f.id = e.feed_id WHERE e.story_id IN ({marks}))
+                WHERE nth = 1 ORDER BY story_id, priority DESC, published, id""",
             list(story_ids),
         )
         grouped: dict[int, list[StorySource]] = {}

@@ -333,3 +333,25 @@ def test_a_resent_identical_body_without_validators_counts_as_not_modified(tmp_p
     second = update_json(config)
     assert (second["ok"], second["not_modified"], second["entries_new"]) == (0, 1, 0)
     assert entries(db) == before
+
+
+def test_an_outlet_is_listed_once_however_many_of_its_entries_a_story_holds(tmp_path: Path, feeds: FeedFiles) -> None:
+    link = "https://a.example.com/live/summit"
+    alpha = feeds.serve(
+        "/a.xml",
+        rss(
+            [
+                ("a-1", "Summit opens", link, "Wed, 19 Aug 2026 08:00:00 +0000"),
+                ("a-2", "Summit: leaders arrive", f"{link}?utm_source=rss", "Wed, 19 Aug 2026 09:00:00 +0000"),
+            ],
+            "Alpha",
+        ),
+    )
+    bravo = feeds.serve("/b.xml", rss([("b-1", "Summit begins", link, "Wed, 19 Aug 2026 08:30:00 +0000")], "Bravo"))
+    config = write_config(tmp_path, [alpha, bravo])
+    update_json(config)
+    listed = json.loads(run_cli("stories", "--json", config=config).stdout)
+    assert [[(s["feed"], s["title"]) for s in story["sources"]] for story in listed] == [
+        [("Alpha", "Summit opens"), ("Bravo", "Summit begins")]
+    ]
+    assert query(tmp_path / "aggregator.db", "SELECT entry_count, feed_count FROM stories") == [(3, 2)]
