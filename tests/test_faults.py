@@ -413,7 +413,18 @@ def test_a_read_only_output_folder_keeps_the_previous_output(two_feeds: Any, tmp
     update_json(config)
     public = tmp_path / "public"
     previous = (public / "feed.atom").read_bytes()
-    feeds.serve("/a.xml", rss("alpha", 25))  # five new stories: the output would change
+    # five new stories with a new outlet's wording: the output must change (rss("alpha", 25) could join
+    # existing stories within the same second and leave the output as it was)
+    new = rss("alpha", 20).replace(
+        "</channel>",
+        "".join(
+            f"<item><guid>volcano-{i}</guid><title>Volcano {i} erupts near Reykjavik, flights grounded</title>"
+            f"<link>https://alpha.example.com/volcano/{i}</link></item>"
+            for i in range(5)
+        )
+        + "</channel>",
+    )
+    feeds.serve("/a.xml", new)
     with read_only(public):
         result = run_cli("update", config=config)
         assert result.exit_code == 4
