@@ -50,9 +50,17 @@ from functools import lru_cache
 from itertools import compress, repeat
 from urllib.parse import urlsplit
 
-from aggregator.models import Assignment, DedupItem
+from aggregator.models import Assignment, DedupItem, TermVector
+from aggregator.zipf import zipf_frequency
 
-__all__ = ["DEFAULT_THRESHOLD", "DEFAULT_WINDOW", "TITLE_ONLY_THRESHOLD", "StoryIndex", "normalize_title"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_WINDOW",
+    "TITLE_ONLY_THRESHOLD",
+    "StoryIndex",
+    "normalize_title",
+    "term_vector",
+]
 
 # The issue's window: a story stays open for three days after its latest entry.
 DEFAULT_WINDOW = timedelta(hours=72)
@@ -116,9 +124,19 @@ SLUG_SHARE = 1.0
 # Only the stories sharing the most indexed weight are scored exactly. uci-dev.csv: 10 and 30 give the same
 # clusters; on the 200x50 benchmark corpus 30 spent a third of the pass scoring hopeless candidates.
 MAX_CANDIDATES = 10
+# An entry's vector keeps its heaviest terms only (and every title and slug term): with WEIGHT_POWER the light
+# tail barely moves a cosine, but it made up most of the index's memory and scoring time. On the 200x50
+# benchmark corpus (summaries of ~1,500 characters), 32 instead of all terms took clustering from 7.9 to 3.3 s;
+# the tests' hard cases and uci-dev.csv (titles, rarely more than 32 terms) come out the same.
+MAX_TERMS = 32
 # Text beyond these lengths is ignored: a 10,000-character title must not touch every story.
 MAX_TITLE_CHARS = 300
-MAX_SUMMARY_CHARS = 600
+# The lead of the summary names the story; the rest wanders. 95 % of the 2,693 real entries of
+# shared/data/feeds have summaries of at most 310 characters (median 79), so this cuts only long ones.
+MAX_SUMMARY_CHARS = 300
+# Bigrams of summary words: off. BIGRAM_FACTOR was measured on titles (uci-dev.csv); in summaries bigrams
+# doubled the terms of every vector for no measured gain.
+SUMMARY_BIGRAMS = False
 # Newsroom boilerplate that names no story: weight 0, so "Live updates" or "Morning briefing" never match.
 # fmt: off
 GENERIC_WORDS = frozenset({
@@ -169,12 +187,8 @@ def _looks_like_source(tail: str) -> bool:
     return all(w[0].isupper() or w[0].isdigit() or not w[0].isascii() or "." in w for w in words)
 
 
-@lru_cache(maxsize=65536)
 def _word_weight(word: str) -> float:
     """Informative weight of a lowercased word: rare words weigh more, boilerplate nothing."""
-    # imported on first use: wordfreq costs 90 ms to import, wasted on a pass with nothing to cluster
-    from wordfreq import zipf_frequency
-
     if word in GENERIC_WORDS:
         return 0.0
     lang = "en"
@@ -190,7 +204,6 @@ def _is_headline(title: str) -> bool:
     return len(title[: MAX_TITLE_CHARS * 4].split()) <= MAX_HEADLINE_WORDS
 
 
-@lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
     """Fold English plurals and possessives so "elephants" meets "elephant's"."""
     if word.endswith("'s"):
@@ -203,39 +216,34 @@ def _stem(word: str) -> str:
     return word
 
 
-def _terms(text: str, limit: int) -> dict[str, float]:
-    """Weighted terms of one text field: words, bigrams of adjacent informative words, CJK bigrams."""
+@lru_cache(maxsize=65536)
+def _word(token: str) -> tuple[str, float]:
+    """A lowercased word's term (its stem) and informative weight (0.0: not a term); the one cache of both."""
+    return _stem(token), _word_weight(token)
+
+
+def _terms(text: str, limit: int, bigrams: bool = True) -> dict[str, float]:
+    """Weighted terms of one text field: words, bigrams of adjacent informative words (unless `bigrams` is
+    False), CJK character bigrams."""
     text = unicodedata.normalize("NFKC", text[:limit]).lower().replace("’", "'")
     terms: dict[str, float] = {}
-    previous: tuple[str, float] | None = None
-    for match in _TOKEN_RE.finditer(text):
-        token = match.group(0)
-        if _CJK_RE.match(token):
-            pairs = [token[i : i + 2] for i in range(max(1, len(token) - 1))]
-            for pair in pairs:
-                terms[pair] = CJK_BIGRAM_WEIGHT
-            previous = None
+    previous, previous_weight = "", 0.0
+    for token in _TOKEN_RE.findall(text):
+        if token[0] >= "\u3040" and _CJK_RE.match(token):
+            for i in range(max(1, len(token) - 1)):
+                terms[token[i : i + 2]] = CJK_BIGRAM_WEIGHT
+            previous = ""
             continue
-        weight = _word_weight(token)
+        key, weight = _word(token)
         if weight == 0.0:
-            previous = None
+            previous = ""
             continue
-        key = _stem(token)
-        terms[key] = max(terms.get(key, 0.0), weight)
-        if previous is not None and BIGRAM_FACTOR > 0:
-            terms[f"{previous[0]}_{key}"] = BIGRAM_FACTOR * min(previous[1], weight)
-        previous = (key, weight)
+        if weight > terms.get(key, 0.0):
+            terms[key] = weight
+        if previous and bigrams:
+            terms[f"{previous}_{key}"] = BIGRAM_FACTOR * min(previous_weight, weight)
+        previous, previous_weight = key, weight
     return terms
-
-
-@dataclass(slots=True)
-class _Vector:
-    """An entry's unit term vector plus the raw informative weight of each of its terms."""
-
-    unit: dict[str, float]
-    raw: dict[str, float]
-    # the terms of the title and the URL slug: the only ones the inverted index holds (see MAX_CANDIDATES)
-    keys: tuple[str, ...] = ()
 
 
 def _slug_text(url: str) -> str:
@@ -243,49 +251,57 @@ def _slug_text(url: str) -> str:
     return " ".join(slug.replace("-", " ") for slug in _SLUG_RE.findall(urlsplit(url).path.lower()))
 
 
-def _vectorize(item: DedupItem) -> _Vector:
-    """Build the entry's term vector: title terms boosted, summary terms added, weights powered."""
-    title = _terms(_strip_affixes(unicodedata.normalize("NFKC", item.title[:MAX_TITLE_CHARS])), MAX_TITLE_CHARS)
-    summary = _terms(item.summary_text, MAX_SUMMARY_CHARS) if item.summary_text else {}
-    keys = dict.fromkeys(title)
-    if item.canonical_url:
-        for term, weight in _terms(_slug_text(item.canonical_url), MAX_TITLE_CHARS).items():
+def term_vector(title: str, summary_text: str, canonical_url: str | None) -> TermVector:
+    """An entry's term vector (title terms boosted, summary and slug terms added, weights powered, at most
+    MAX_TERMS of the heaviest kept) and its exact-match keys. Pure: the pass builds it beside parsing."""
+    title_terms = _terms(_strip_affixes(unicodedata.normalize("NFKC", title[:MAX_TITLE_CHARS])), MAX_TITLE_CHARS)
+    summary = _terms(summary_text, MAX_SUMMARY_CHARS, SUMMARY_BIGRAMS) if summary_text else {}
+    keys = dict.fromkeys(title_terms)
+    if canonical_url:
+        for term, weight in _terms(_slug_text(canonical_url), MAX_TITLE_CHARS).items():
             if "_" not in term:
                 summary.setdefault(term, weight * SLUG_SHARE)
                 keys[term] = None
-    raw = {t: max(w, summary.get(t, 0.0)) for t, w in title.items()}
+    raw = {t: max(w, summary.get(t, 0.0)) for t, w in title_terms.items()}
     for term, weight in summary.items():
         raw.setdefault(term, weight)
-    vector = {t: (TITLE_BOOST if t in title else 0.0) + (1.0 if t in summary else 0.0) for t in raw}
-    vector = {t: share * raw[t] ** WEIGHT_POWER for t, share in vector.items()}
+    shares = {t: (TITLE_BOOST if t in title_terms else 0.0) + (1.0 if t in summary else 0.0) for t in raw}
+    vector = {t: share * raw[t] ** WEIGHT_POWER for t, share in shares.items()}
+    if len(vector) > MAX_TERMS:
+        kept = set(heapq.nlargest(MAX_TERMS, vector, key=vector.__getitem__)).union(keys)
+        vector = {t: v for t, v in vector.items() if t in kept}
     norm = math.sqrt(sum(v * v for v in vector.values())) or 1.0
-    return _Vector({t: v / norm for t, v in vector.items()}, raw, tuple(map(sys.intern, keys)))
+    title_key = normalize_title(title)
+    return TermVector(
+        terms=tuple(map(sys.intern, vector)),
+        weights=array("d", [v / norm for v in vector.values()]),
+        raw=array("d", [raw[t] for t in vector]),
+        keys=tuple(map(sys.intern, keys)),
+        title_key=title_key,
+        title_weight=sum(_word(w)[1] for w in set(title_key.split())),
+        headline=_is_headline(title),
+    )
+
+
+def _item_terms(item: DedupItem) -> TermVector:
+    """The item's stored term vector, or one built from its text."""
+    return item.terms or term_vector(item.title, item.summary_text, item.canonical_url)
 
 
 @dataclass(slots=True)
 class _Held:
-    """An entry held in the index: what the window, eviction and exact matching need, and its unit vector.
-
-    Only these fields are kept, not the DedupItem: its summary text is the bulk of an item and is not needed
-    once the vector is built. The vector is two parallel sequences (interned terms, float64 values) in the
-    order of the unit dict, about a sixth of a dict's memory; the index holds every entry of the window.
-    """
+    """An entry held in the index: what the window, eviction and matching need (not its text)."""
 
     entry_id: int
     feed_id: int
     canonical_url: str | None
     published: datetime
     story_id: int
-    terms: tuple[str, ...]
-    values: array[float]
-    keys: tuple[str, ...]
-    title_key: str
-    title_weight: float
-    indexed: bool
+    vector: TermVector
 
     def unit(self) -> Iterator[tuple[str, float]]:
         """The unit vector's (term, value) pairs, in the order they were built."""
-        return zip(self.terms, self.values, strict=True)
+        return zip(self.vector.terms, self.vector.weights, strict=True)
 
 
 @dataclass(slots=True)
@@ -320,7 +336,7 @@ class _Story:
             if sign > 0 and len(self.members) == 1:
                 # the first member: the same arithmetic as below on an empty centroid (0.0 + value)
                 sq_norm = self.sq_norm
-                for value in held.values:
+                for value in held.vector.weights:
                     new = 0.0 + sign * value
                     sq_norm += new * new - 0.0 * 0.0
                 self.sq_norm = sq_norm
@@ -341,7 +357,7 @@ class _Story:
         if self.centroid is not None:
             return self.centroid
         held = next(iter(self.members.values()))  # the first member: the only one that has counted
-        if min(held.values, default=1.0) >= 1e-9:
+        if min(held.vector.weights, default=1.0) >= 1e-9:
             return dict(held.unit())  # unit values are positive, and 0.0 + v is v: built at C speed
         return {term: 0.0 + value for term, value in held.unit() if not abs(0.0 + value) < 1e-9}
 
@@ -370,9 +386,8 @@ class StoryIndex:
         self._by_url: dict[str, dict[int, _Held]] = {}
         self._by_title: dict[str, dict[int, _Held]] = {}
         self._ages: list[tuple[datetime, int]] = []
-        # what assign() computed for its item (the item, its vector or None, its title key), reused by the
-        # add() of the same item that follows: vectorizing is the costliest step of both
-        self._pending: tuple[DedupItem, _Vector | None, str] | None = None
+        # the vector assign() used for its item, reused by the add() of the same item that follows
+        self._pending: tuple[DedupItem, TermVector] | None = None
 
     def __len__(self) -> int:
         """Number of entries held."""
@@ -380,22 +395,21 @@ class StoryIndex:
 
     def assign(self, item: DedupItem) -> Assignment:
         """Decide which story the item joins (story_id None: a new one); the caller then calls add()."""
-        title_key = normalize_title(item.title)
-        self._pending = (item, None, title_key)
-        exact = self._exact_match(item, title_key)
+        vector = _item_terms(item)
+        self._pending = (item, vector)
+        exact = self._exact_match(item, vector)
         if exact is not None:
             return exact
-        if not _is_headline(item.title):
+        if not vector.headline:
             return Assignment(item.entry_id, None, "new", 0.0)
-        vector = _vectorize(item)
-        self._pending = (item, vector, title_key)
         threshold = self.threshold if item.summary_text else self.title_only_threshold
         best: tuple[float, int, float] | None = None  # (rank, story id, cosine)
         best_score = 0.0
-        # the sums below run at C speed over these, in the same order as over the dicts
-        unit_terms, unit_values = list(vector.unit), list(vector.unit.values())
-        word_terms = [t for t in vector.raw if "_" not in t]
-        word_weights = [vector.raw[t] for t in word_terms]
+        # the sums below run at C speed over these lists
+        unit_terms, unit_values = vector.terms, vector.weights
+        words = [i for i, t in enumerate(unit_terms) if "_" not in t]
+        word_terms = [unit_terms[i] for i in words]
+        word_weights = [vector.raw[i] for i in words]
         for story_id in self._candidates(vector):
             story = self._stories[story_id]
             if not story.in_window(item.published, self.window):
@@ -423,24 +437,8 @@ class StoryIndex:
         pending, self._pending = self._pending, None
         if item.entry_id in self._held:
             self._remove(item.entry_id)
-        if pending is not None and pending[0] is item:
-            vector, title_key = pending[1] or _vectorize(item), pending[2]
-        else:
-            vector, title_key = _vectorize(item), normalize_title(item.title)
-        title_weight = sum(_word_weight(w) for w in set(title_key.split()))
-        held = _Held(
-            entry_id=item.entry_id,
-            feed_id=item.feed_id,
-            canonical_url=item.canonical_url,
-            published=item.published,
-            story_id=story_id,
-            terms=tuple(map(sys.intern, vector.unit)),
-            keys=vector.keys,
-            values=array("d", vector.unit.values()),
-            title_key=title_key,
-            title_weight=title_weight,
-            indexed=_is_headline(item.title),
-        )
+        vector = pending[1] if pending is not None and pending[0] is item else _item_terms(item)
+        held = _Held(item.entry_id, item.feed_id, item.canonical_url, item.published, story_id, vector)
         self._held[item.entry_id] = held
         story = self._stories.get(story_id)
         if story is None:
@@ -448,9 +446,9 @@ class StoryIndex:
         story.members[item.entry_id] = held
         story.join(held)
         story.add(held, 1.0)
-        if held.indexed:
+        if vector.headline:
             postings = self._postings
-            for term in held.keys:
+            for term in vector.keys:
                 posting = postings.get(term)
                 if posting is None:
                     postings[term] = {story_id: 1}
@@ -458,8 +456,8 @@ class StoryIndex:
                     posting[story_id] = posting.get(story_id, 0) + 1
         if item.canonical_url:
             self._by_url.setdefault(item.canonical_url, {})[item.entry_id] = held
-        if title_key:
-            self._by_title.setdefault(title_key, {})[item.entry_id] = held
+        if vector.title_key:
+            self._by_title.setdefault(vector.title_key, {})[item.entry_id] = held
         heapq.heappush(self._ages, (item.published, item.entry_id))
 
     def evict(self, before: datetime) -> None:
@@ -470,14 +468,15 @@ class StoryIndex:
             if held is not None and held.published == published:
                 self._remove(entry_id)
 
-    def _exact_match(self, item: DedupItem, title_key: str) -> Assignment | None:
+    def _exact_match(self, item: DedupItem, vector: TermVector) -> Assignment | None:
         """Join the story of a window entry with the same canonical URL or informative normalized title."""
         if item.canonical_url:
             held = self._latest_in_window(self._by_url.get(item.canonical_url), item)
             if held is not None:
                 return Assignment(item.entry_id, held.story_id, "url", 1.0)
+        title_key = vector.title_key
         held = self._latest_in_window(self._by_title.get(title_key), item) if title_key else None
-        if held is not None and held.title_weight >= MIN_SHARED_WEIGHT:
+        if held is not None and held.vector.title_weight >= MIN_SHARED_WEIGHT:
             return Assignment(item.entry_id, held.story_id, "title", 1.0)
         return None
 
@@ -486,10 +485,10 @@ class StoryIndex:
         near = [h for h in (entries or {}).values() if abs(h.published - item.published) <= self.window]
         return max(near, key=lambda h: h.published, default=None)
 
-    def _candidates(self, vector: _Vector) -> list[int]:
+    def _candidates(self, vector: TermVector) -> list[int]:
         """Stories sharing indexed terms with the vector, most shared weight first, at most MAX_CANDIDATES."""
         shared: dict[int, float] = {}
-        raw = vector.raw
+        raw = dict(zip(vector.terms, vector.raw, strict=True))
         for term in vector.keys:
             weight = raw[term]
             posting = self._postings.get(term)
@@ -510,14 +509,14 @@ class StoryIndex:
             del self._stories[held.story_id]  # its centroid goes with it
         else:
             story.add(held, -1.0)
-        for term in held.keys if held.indexed else ():
+        for term in held.vector.keys if held.vector.headline else ():
             posting = self._postings[term]
             posting[held.story_id] -= 1
             if posting[held.story_id] <= 0:
                 del posting[held.story_id]
                 if not posting:
                     del self._postings[term]
-        for lookup, key in ((self._by_url, held.canonical_url), (self._by_title, held.title_key)):
+        for lookup, key in ((self._by_url, held.canonical_url), (self._by_title, held.vector.title_key)):
             if key and key in lookup:
                 lookup[key].pop(entry_id, None)
                 if not lookup[key]:

@@ -7,6 +7,7 @@ what we publish. Every datetime is timezone-aware UTC.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -27,6 +28,7 @@ __all__ = [
     "PassSummary",
     "Story",
     "StorySource",
+    "TermVector",
 ]
 
 
@@ -141,6 +143,26 @@ class Entry:
     categories: tuple[str, ...] = ()
     enclosures: tuple[Enclosure, ...] = ()
     content_hash: str = ""
+    # what story matching needs of the text, built by the pass (dedup.term_vector) and stored beside the
+    # entry; None: computed when the entry is clustered
+    terms: TermVector | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TermVector:
+    """An entry's text as story matching sees it: weighted terms and the keys to exact matches.
+
+    Built once per entry (dedup.term_vector), stored in `entry_terms`, read back when the dedup index is
+    seeded, so no pass re-reads the text of the whole window. The arrays are float64, parallel to `terms`.
+    """
+
+    terms: tuple[str, ...]
+    weights: array[float]  # the unit vector
+    raw: array[float]  # each term's informative weight (its share of "shared weight")
+    keys: tuple[str, ...]  # the terms candidates are found by: those of the title and the URL slug
+    title_key: str  # the normalized title, for exact-title matches
+    title_weight: float  # the informative weight of the title's words
+    headline: bool  # short enough to be a headline (else it never matches by similarity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +269,7 @@ class DedupItem:
     summary_text: str
     canonical_url: str | None
     published: datetime
+    terms: TermVector | None = None  # as stored; None: dedup builds it from the text
 
 
 @dataclass(frozen=True, slots=True)

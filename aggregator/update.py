@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import logging
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +28,7 @@ import httpx
 
 from .atomic import replace_file
 from .config import Config, OutputConfig
-from .dedup import DEFAULT_THRESHOLD, TITLE_ONLY_THRESHOLD, StoryIndex
+from .dedup import DEFAULT_THRESHOLD, TITLE_ONLY_THRESHOLD, StoryIndex, term_vector
 from .errors import OutputError, ParseError
 from .fetch import Fetcher
 from .models import Entry, FeedOutcome, FeedState, FetchResult, FetchStatus, OutputMeta, ParsedFeed, PassSummary
@@ -84,7 +86,9 @@ async def run_pass(
                 # parsing a large or hostile feed takes seconds of CPU: in a worker process (or a thread), so
                 # the other fetches keep reading their sockets and no deadline runs out waiting for a parse
                 unchanged = result.body_hash == state.body_hash  # the same bytes as last time: never parsed
-                prepared = None if unchanged else await _prepare(pool, result, now)
+                prepared = None
+                if not unchanged and result.status is FetchStatus.OK:
+                    prepared = await _prepare(pool, result, now, store.content_hashes(state.feed_id))
                 outcome = store_result(store, state, result, now, prepared)
             log.info(
                 "fetched %s: %s %s, %d bytes, %.0f ms, %d new",
@@ -133,29 +137,40 @@ def _parse_pool(feeds: int) -> ProcessPoolExecutor | None:
     if threading.active_count() > 1:
         return None  # forking a process with threads (a long-lived service) can deadlock the child
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    # Frozen, the objects of this process are never visited by the child's garbage collector, which would
+    # otherwise write to (and so copy) every page of them: the worker shared ~30 of its ~60 MB without this.
+    gc.freeze()
     try:
         pool.submit(int).result(timeout=30)  # fork the worker while this process has a single thread
     except Exception:
         log.warning("no worker process for parsing; parsing in threads", exc_info=True)
         pool.shutdown(wait=False, cancel_futures=True)
         return None
+    finally:
+        gc.unfreeze()
     return pool
 
 
-async def _prepare(pool: ProcessPoolExecutor | None, result: FetchResult, now: datetime) -> Prepared | None:
+async def _prepare(
+    pool: ProcessPoolExecutor | None, result: FetchResult, now: datetime, stored: Mapping[str, str]
+) -> Prepared | None:
     """prepare_result in the worker process, or in a thread without one (or when the worker died)."""
     if result.status is not FetchStatus.OK or result.body is None:
         return None
     if pool is not None:
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, prepare_result, result, now)
+            return await asyncio.get_running_loop().run_in_executor(pool, prepare_result, result, now, stored)
         except BrokenProcessPool:
             log.warning("the parsing worker died on %s; parsing it in a thread", result.url)
-    return await asyncio.to_thread(prepare_result, result, now)
+    return await asyncio.to_thread(prepare_result, result, now, stored)
 
 
-def prepare_result(result: FetchResult, now: datetime) -> Prepared | None:
-    """Parse and normalize a fetched body (pure, safe in a worker thread); None when there is no body."""
+def prepare_result(result: FetchResult, now: datetime, stored: Mapping[str, str] | None = None) -> Prepared | None:
+    """Parse and normalize a fetched body (pure, safe in a worker thread); None when there is no body.
+
+    Each entry also gets its term vector for story matching, unless `stored` (guid -> content hash of the
+    feed's stored entries) shows it unchanged: a changed feed usually repeats dozens of entries it had.
+    """
     if result.status is not FetchStatus.OK or result.body is None:
         return None
     base_url = result.final_url or result.url
@@ -163,7 +178,14 @@ def prepare_result(result: FetchResult, now: datetime) -> Prepared | None:
         parsed = parse_feed(result.body, dict(result.headers, **{"content-location": base_url}))
     except ParseError as e:
         return e
-    return parsed, [normalize_entry(entry, base_url, now) for entry in parsed.entries]
+    entries = [normalize_entry(entry, base_url, now) for entry in parsed.entries]
+    stored = stored or {}
+    return parsed, [
+        e
+        if stored.get(e.guid) == e.content_hash
+        else replace(e, terms=term_vector(e.title, e.summary_text, e.canonical_url))
+        for e in entries
+    ]
 
 
 def store_result(

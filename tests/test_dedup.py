@@ -62,6 +62,7 @@ def test_public_names() -> None:
         "TITLE_ONLY_THRESHOLD",
         "StoryIndex",
         "normalize_title",
+        "term_vector",
     }
     assert dedup.DEFAULT_WINDOW.total_seconds() == 72 * 3600
 
