@@ -143,6 +143,11 @@ class Entry:
     categories: tuple[str, ...] = ()
     enclosures: tuple[Enclosure, ...] = ()
     content_hash: str = ""
+    # the entry as the feed sent it (normalize.source_hash): unchanged, it is not normalized again
+    source_hash: str = ""
+    # False when the feed gave no usable date and `published` is when we first saw it: such an entry keeps
+    # its first date when it is stored again
+    dated: bool = True
     # what story matching needs of the text, built by the pass (dedup.term_vector) and stored beside the
     # entry; None: computed when the entry is clustered
     terms: TermVector | None = None

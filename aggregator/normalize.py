@@ -11,6 +11,7 @@ import hashlib
 import html
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -22,11 +23,16 @@ __all__ = [
     "canonical_url",
     "clean_text",
     "entry_guid",
+    "identify",
     "normalize_entry",
     "sanitize_html",
+    "source_hash",
     "strip_invalid_xml",
 ]
 
+# Part of every entry's source_hash: raise it when normalizing changes what it makes of the same input, so
+# stored entries are normalized again the next time their feed changes.
+NORMALIZE_VERSION = 1
 # Bounds on what one entry may put in the store; a 5 MiB entry is cut, not refused.
 MAX_TITLE_CHARS = 1_000
 MAX_HTML_CHARS = 200_000
@@ -63,7 +69,8 @@ def normalize_entry(parsed: ParsedEntry, feed_url: str, now: datetime) -> Entry:
     if summary and content and clean_text(summary) == clean_text(content):
         content = None
     summary_text = clean_text(summary or content or "")
-    published = _plausible(parsed.published, now) or _plausible(parsed.updated, now) or now
+    dated = _plausible(parsed.published, now) or _plausible(parsed.updated, now)
+    published = dated or now
     updated = max(_plausible(parsed.updated, now) or published, published)
     guid = entry_guid(parsed, url)
     fields = {
@@ -80,7 +87,26 @@ def normalize_entry(parsed: ParsedEntry, feed_url: str, now: datetime) -> Entry:
         "categories": _names(parsed.categories),
         "enclosures": _enclosures(parsed.enclosures, base),
     }
-    return Entry(**fields, content_hash=_content_hash(fields))  # type: ignore[arg-type]
+    # an undated entry's stand-in dates are not its content: it must not change with every fetch
+    hashed = fields if dated else {**fields, "published": None, "updated": None}
+    return Entry(
+        **fields,  # type: ignore[arg-type]
+        content_hash=_content_hash(hashed),
+        source_hash=source_hash(parsed, feed_url),
+        dated=dated is not None,
+    )
+
+
+def identify(parsed: ParsedEntry, feed_url: str) -> tuple[str, str]:
+    """The guid normalize_entry would give the entry, and its source_hash: cheap, without normalizing it."""
+    return entry_guid(parsed, _absolute_url(parsed.link, feed_url)), source_hash(parsed, feed_url)
+
+
+def source_hash(parsed: ParsedEntry, feed_url: str) -> str:
+    """A digest of the entry as the feed sent it, and of what normalizing it depends on (its feed's URL and
+    NORMALIZE_VERSION), so an entry whose digest is unchanged need not be normalized again."""
+    basis = f"{NORMALIZE_VERSION}\n{feed_url}\n{parsed!r}"
+    return hashlib.sha256(basis.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def entry_guid(parsed: ParsedEntry, url: str | None = None) -> str:
@@ -179,7 +205,7 @@ def _plausible(moment: datetime | None, now: datetime) -> datetime | None:
     return moment
 
 
-def _content_hash(fields: dict[str, object]) -> str:
+def _content_hash(fields: Mapping[str, object]) -> str:
     data = json.dumps(fields, default=_jsonable, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(data.encode()).hexdigest()[:32]
 

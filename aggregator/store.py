@@ -242,6 +242,13 @@ def m006_entry_terms(db: Database) -> None:
         )""")
 
 
+@migrations()
+def m007_source_hash(db: Database) -> None:
+    """entries.source_hash: a digest of the entry as its feed sent it, so a pass over a changed feed does not
+    normalize again the entries it repeats unchanged (issue 8)."""
+    db.execute("ALTER TABLE entries ADD COLUMN source_hash TEXT")
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 
@@ -445,7 +452,11 @@ class Store:
             conn = self.db.conn
             known = self._known_entries(state.feed_id, [e.guid for e in entries])
             buried = self._tombstoned(state.feed_id, [e.guid for e in entries if e.guid not in known])
-            new_rows, changed_rows, new_terms, changed_terms = [], [], {}, []
+            new_rows: list[tuple[Any, ...]] = []
+            changed_rows: list[tuple[Any, ...]] = []
+            changed_undated: list[tuple[Any, ...]] = []
+            new_terms: dict[str, TermVector | None] = {}
+            changed_terms: list[tuple[int, TermVector | None]] = []
             seen: set[str] = set()
             for entry in entries:
                 if entry.guid in seen:  # a feed that repeats an id: the first occurrence wins
@@ -458,10 +469,14 @@ class Store:
                     new_rows.append(_entry_row(state.feed_id, entry, stamp))
                     new_terms[entry.guid] = entry.terms
                 elif old[1] != entry.content_hash:
-                    changed_rows.append((*_entry_values(entry), old[0]))
+                    (changed_rows if entry.dated else changed_undated).append((*_entry_values(entry), old[0]))
                     changed_terms.append((old[0], entry.terms))
+                elif entry.source_hash and old[2] != entry.source_hash:  # the same content sent differently
+                    conn.execute("UPDATE entries SET source_hash = ? WHERE id = ?", (entry.source_hash, old[0]))
             conn.executemany(_INSERT_ENTRY, new_rows)
             conn.executemany(_UPDATE_ENTRY, changed_rows)
+            # an undated entry keeps the dates it was first stored with: it is not news again for changing
+            conn.executemany(_UPDATE_UNDATED_ENTRY, [_without_dates(row) for row in changed_undated])
             new_entries = self._known_entries(state.feed_id, [row[1] for row in new_rows])
             new_ids = tuple(new_entries.values())
             self._write_terms([(new_entries[guid][0], terms) for guid, terms in new_terms.items()] + changed_terms)
@@ -477,11 +492,13 @@ class Store:
                     bool(new_rows), stamp, state.feed_id,
                 ),
             )  # fmt: skip
-        return SavedFeed(new_ids=tuple(i for i, _ in new_ids), updated=len(changed_rows))
+        return SavedFeed(new_ids=tuple(known[0] for known in new_ids), updated=len(changed_rows) + len(changed_undated))
 
-    def content_hashes(self, feed_id: int) -> dict[str, str]:
-        """guid -> content hash of every stored entry of a feed."""
-        rows = self.db.conn.execute("SELECT guid, content_hash FROM entries WHERE feed_id = ?", (feed_id,))
+    def source_hashes(self, feed_id: int) -> dict[str, str]:
+        """guid -> source hash of every stored entry of a feed (those stored before m007 have none)."""
+        rows = self.db.conn.execute(
+            "SELECT guid, source_hash FROM entries WHERE feed_id = ? AND source_hash IS NOT NULL", (feed_id,)
+        )
         return dict(rows.fetchall())
 
     def _write_terms(self, vectors: Sequence[tuple[int, TermVector | None]]) -> None:
@@ -495,16 +512,16 @@ class Store:
             [_terms_row(entry_id, terms) for entry_id, terms in vectors if terms],
         )
 
-    def _known_entries(self, feed_id: int, guids: Sequence[str]) -> dict[str, tuple[int, str]]:
-        found: dict[str, tuple[int, str]] = {}
+    def _known_entries(self, feed_id: int, guids: Sequence[str]) -> dict[str, tuple[int, str, str | None]]:
+        found: dict[str, tuple[int, str, str | None]] = {}
         for start in range(0, len(guids), 500):
             chunk = guids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             cursor = self.db.conn.execute(
-                f"SELECT guid, id, content_hash FROM entries WHERE feed_id = ? AND guid IN ({marks})",
+                f"SELECT guid, id, content_hash, source_hash FROM entries WHERE feed_id = ? AND guid IN ({marks})",
                 (feed_id, *chunk),
             )
-            found.update((guid, (entry_id, content_hash)) for guid, entry_id, content_hash in cursor)
+            found.update((guid, (entry_id, content, source)) for guid, entry_id, content, source in cursor)
         return found
 
     def record_not_modified(self, state: FeedState, result: FetchResult, now: datetime) -> None:
@@ -1008,11 +1025,15 @@ WHERE r.rank = 1 AND stories.id = r.story_id
 
 _ENTRY_COLUMNS = (
     "url, canonical_url, title, summary, summary_text, content, published, updated, "
-    "authors, categories, enclosures, content_hash"
+    "authors, categories, enclosures, content_hash, source_hash"
 )
-_INSERT_ENTRY = f"INSERT INTO entries (feed_id, guid, first_seen, {_ENTRY_COLUMNS}) VALUES ({','.join('?' * 15)})"
+_INSERT_ENTRY = f"INSERT INTO entries (feed_id, guid, first_seen, {_ENTRY_COLUMNS}) VALUES ({','.join('?' * 16)})"
 _UPDATE_ENTRY = "UPDATE entries SET {} WHERE id = ?".format(
     ", ".join(f"{name.strip()} = ?" for name in _ENTRY_COLUMNS.split(","))
+)
+_DATE_COLUMNS = (6, 7)  # published, updated: their places in _ENTRY_COLUMNS
+_UPDATE_UNDATED_ENTRY = "UPDATE entries SET {} WHERE id = ?".format(
+    ", ".join(f"{name.strip()} = ?" for i, name in enumerate(_ENTRY_COLUMNS.split(",")) if i not in _DATE_COLUMNS)
 )
 # Feeds due by a time: ordered by the partial index feeds_next_fetch, so the scan stops at the first future one.
 _DUE_SQL = """SELECT * FROM feeds WHERE active = 1 AND disabled_reason IS NULL AND next_fetch_at <= ?
@@ -1044,7 +1065,12 @@ def _entry_values(entry: Entry) -> tuple[Any, ...]:
         json.dumps(list(entry.categories), ensure_ascii=False),
         json.dumps([[e.url, e.type, e.length] for e in entry.enclosures], ensure_ascii=False),
         entry.content_hash,
+        entry.source_hash or None,
     )
+
+
+def _without_dates(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(value for i, value in enumerate(row) if i not in _DATE_COLUMNS)
 
 
 def _entry_row(feed_id: int, entry: Entry, first_seen: str) -> tuple[Any, ...]:

@@ -32,7 +32,7 @@ from .dedup import DEFAULT_THRESHOLD, TITLE_ONLY_THRESHOLD, StoryIndex, term_vec
 from .errors import OutputError, ParseError
 from .fetch import Fetcher
 from .models import Entry, FeedOutcome, FeedState, FetchResult, FetchStatus, OutputMeta, ParsedFeed, PassSummary
-from .normalize import normalize_entry
+from .normalize import identify, normalize_entry
 from .parse import parse_feed
 from .render import MEDIA_TYPES, render
 from .store import Store
@@ -88,7 +88,7 @@ async def run_pass(
                 unchanged = result.body_hash == state.body_hash  # the same bytes as last time: never parsed
                 prepared = None
                 if not unchanged and result.status is FetchStatus.OK:
-                    prepared = await _prepare(pool, result, now, store.content_hashes(state.feed_id))
+                    prepared = await _prepare(pool, result, now, store.source_hashes(state.feed_id))
                 outcome = store_result(store, state, result, now, prepared)
             log.info(
                 "fetched %s: %s %s, %d bytes, %.0f ms, %d new",
@@ -168,8 +168,9 @@ async def _prepare(
 def prepare_result(result: FetchResult, now: datetime, stored: Mapping[str, str] | None = None) -> Prepared | None:
     """Parse and normalize a fetched body (pure, safe in a worker thread); None when there is no body.
 
-    Each entry also gets its term vector for story matching, unless `stored` (guid -> content hash of the
-    feed's stored entries) shows it unchanged: a changed feed usually repeats dozens of entries it had.
+    `stored` (guid -> source hash of the feed's stored entries) names the entries the feed repeats as it
+    sent them before: they are left out, not normalized again (a changed feed usually repeats dozens). The
+    others also get their term vector for story matching.
     """
     if result.status is not FetchStatus.OK or result.body is None:
         return None
@@ -178,14 +179,17 @@ def prepare_result(result: FetchResult, now: datetime, stored: Mapping[str, str]
         parsed = parse_feed(result.body, dict(result.headers, **{"content-location": base_url}))
     except ParseError as e:
         return e
-    entries = [normalize_entry(entry, base_url, now) for entry in parsed.entries]
-    stored = stored or {}
-    return parsed, [
-        e
-        if stored.get(e.guid) == e.content_hash
-        else replace(e, terms=term_vector(e.title, e.summary_text, e.canonical_url))
-        for e in entries
-    ]
+    entries, seen = [], set()
+    for item in parsed.entries:
+        guid, source = identify(item, base_url)
+        if guid in seen:  # a feed that repeats an id: the first occurrence wins (as Store.save_feed rules)
+            continue
+        seen.add(guid)
+        if stored and stored.get(guid) == source:
+            continue
+        entry = normalize_entry(item, base_url, now)
+        entries.append(replace(entry, terms=term_vector(entry.title, entry.summary_text, entry.canonical_url)))
+    return parsed, entries
 
 
 def store_result(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from aggregator import dedup
-from aggregator.dedup import StoryIndex, normalize_title
+from aggregator.dedup import StoryIndex, normalize_title, term_vector
 from aggregator.models import Assignment, DedupItem
 
 T0 = datetime(2025, 7, 26, 2, 0, tzinfo=UTC)
@@ -336,3 +337,28 @@ def test_ten_thousand_synthetic_items() -> None:
     assert len(assignments) == 10_000
     assert len(index) == 10_000
     assert max(stories.count(s) for s in set(stories)) < 10_000
+
+
+def test_stored_term_vectors_cluster_exactly_like_vectors_built_from_text() -> None:
+    # the pass builds each vector beside parsing and the store keeps it; the index must not care which
+    items = _by_time(WAIC_SAME + WAIC_OTHERS)
+    with_vectors = [replace(i, terms=term_vector(i.title, i.summary_text, i.canonical_url)) for i in items]
+    assert run(with_vectors) == run(items)
+
+
+def test_a_vector_keeps_its_heaviest_terms_and_every_title_term() -> None:
+    words = [f"{a}{b}" for a in ("zor", "vel", "quan", "mip", "trel") for b in ("ax", "ob", "ein", "ul", "ost", "ira")]
+    vector = term_vector("Volcano erupts near Grindavik", " ".join(words), None)
+    # 30 made-up summary words (unknown: the heaviest weight) and 7 title terms: the 32 heaviest are 30 + 2,
+    # and the title terms among the lighter 5 stay too (they find the candidates)
+    assert set(vector.keys) == {
+        "volcano",
+        "erupt",
+        "near",
+        "grindavik",
+        "volcano_erupt",
+        "erupt_near",
+        "near_grindavik",
+    }
+    assert set(vector.terms) == set(vector.keys) | set(words)
+    assert len(vector.weights) == len(vector.raw) == len(vector.terms) == 37

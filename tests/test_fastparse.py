@@ -1,14 +1,15 @@
 """The lxml fast path agrees with feedparser on every stored field, or hands the document back.
 
 The differential tests read each document both ways (parse_feed with the fast path off is the reference) and
-compare the feed fields and every Entry field after normalize_entry, content hash included. They print the
-agreement rate (`pytest -s tests/test_fastparse.py`).
+compare the feed fields and every Entry field after normalize_entry, content hash included (source hash
+not: it digests the parser's raw output). They print the agreement rate (`pytest -s tests/test_fastparse.py`).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,9 @@ def reference(body: bytes, monkeypatch: pytest.MonkeyPatch) -> ParsedFeed:
 
 
 def stored(feed: ParsedFeed) -> tuple[Any, ...]:
-    """Everything the store keeps of a parsed feed."""
-    entries = [normalize_entry(entry, BASE, NOW) for entry in feed.entries]
+    """Everything the store keeps of a parsed feed, but the source hash (a digest of the parser's raw output,
+    so it differs by parser; it only decides whether an entry is normalized again)."""
+    entries = [replace(normalize_entry(entry, BASE, NOW), source_hash="") for entry in feed.entries]
     return (feed.title, feed.link, feed.version, feed.ttl_minutes, feed.warning, entries)
 
 

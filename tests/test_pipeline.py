@@ -355,3 +355,43 @@ def test_an_outlet_is_listed_once_however_many_of_its_entries_a_story_holds(tmp_
         [("Alpha", "Summit opens"), ("Bravo", "Summit begins")]
     ]
     assert query(tmp_path / "aggregator.db", "SELECT entry_count, feed_count FROM stories") == [(3, 2)]
+
+
+def undated_rss(items: list[tuple[str, str]]) -> str:
+    """An RSS 2.0 document of (guid, title) items with no dates at all."""
+    body = "".join(
+        f"<item><guid isPermaLink='false'>{guid}</guid><title>{title}</title>"
+        f"<link>https://u.example.com/{guid}</link><description>About {title}</description></item>"
+        for guid, title in items
+    )
+    return f"<?xml version='1.0'?><rss version='2.0'><channel><title>Undated</title>{body}</channel></rss>"
+
+
+def test_an_undated_entry_keeps_its_first_date_when_its_feed_changes(tmp_path: Path, feeds: FeedFiles) -> None:
+    url = feeds.serve("/undated.xml", undated_rss([("u-1", "Harbour reopens after storm")]))
+    config = write_config(tmp_path, [url])
+    db = tmp_path / "aggregator.db"
+    assert update_json(config)["entries_new"] == 1
+    (first,) = query(db, "SELECT guid, published, updated, first_seen, content_hash FROM entries")
+    time.sleep(1.1)  # stand-in dates have one-second resolution: a later pass would give a later one
+    feeds.serve(
+        "/undated.xml", undated_rss([("u-2", "Ferries resume crossings"), ("u-1", "Harbour reopens after storm")])
+    )
+    summary = update_json(config)
+    assert (summary["ok"], summary["entries_new"], summary["entries_updated"]) == (1, 1, 0)
+    rows = query(db, "SELECT guid, published, updated, first_seen, content_hash FROM entries ORDER BY id")
+    assert rows[0] == first  # not news again: same dates, same hash
+    assert rows[1][0] == "u-2" and rows[1][1] > first[1]
+
+
+def test_an_undated_entry_whose_text_changes_is_updated_but_keeps_its_dates(tmp_path: Path, feeds: FeedFiles) -> None:
+    url = feeds.serve("/undated.xml", undated_rss([("u-1", "Harbour reopens after storm")]))
+    config = write_config(tmp_path, [url])
+    db = tmp_path / "aggregator.db"
+    update_json(config)
+    (before,) = query(db, "SELECT published, updated, first_seen, title FROM entries")
+    time.sleep(1.1)
+    feeds.serve("/undated.xml", undated_rss([("u-1", "Harbour reopens after three-day storm")]))
+    assert update_json(config)["entries_updated"] == 1
+    (after,) = query(db, "SELECT published, updated, first_seen, title FROM entries")
+    assert after == (*before[:3], "Harbour reopens after three-day storm")

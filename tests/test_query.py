@@ -293,6 +293,7 @@ def test_prune_removes_old_stories_except_shown_ones_and_they_do_not_come_back(
     config = write_config(tmp_path, [url], outputs=[output], retention={"keep_days": 30})
     db = tmp_path / "aggregator.db"
     assert update_json(config)["entries_new"] == 3
+    assert query(db, "SELECT count(*) FROM entry_terms") == [(3,)]
     (old_hash,) = query(db, "SELECT content_hash FROM entries WHERE guid = 'urn:test:o1'")[0]
 
     dry = run_cli("prune", "--dry-run", config=config)
@@ -315,6 +316,11 @@ def test_prune_removes_old_stories_except_shown_ones_and_they_do_not_come_back(
     assert query(db, "SELECT title FROM stories ORDER BY title") == [(older[1],), (recent[1],)]
     assert query(db, "SELECT guid, content_hash FROM tombstones") == [("urn:test:o1", old_hash)]
     assert query(db, "SELECT count(*) FROM entries_fts WHERE entries_fts MATCH 'pottery'") == [(0,)]
+    # the story matcher's stored term vectors go with their entries
+    assert query(db, "SELECT entry_id FROM entry_terms ORDER BY entry_id") == query(
+        db, "SELECT id FROM entries ORDER BY id"
+    )
+    assert len(query(db, "SELECT id FROM entries")) == 2
 
     # the feed still lists the pruned entry (and has a new one): the next pass stores only the new one
     fresh: Item = ("r2", "Parliament passes budget", "The vote was close.", NOW - timedelta(minutes=10))
