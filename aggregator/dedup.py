@@ -280,6 +280,7 @@ def term_vector(title: str, summary_text: str, canonical_url: str | None) -> Ter
         title_key=title_key,
         title_weight=sum(_word(w)[1] for w in set(title_key.split())),
         headline=_is_headline(title),
+        has_summary=bool(summary_text),
     )
 
 
@@ -402,14 +403,13 @@ class StoryIndex:
             return exact
         if not vector.headline:
             return Assignment(item.entry_id, None, "new", 0.0)
-        threshold = self.threshold if item.summary_text else self.title_only_threshold
+        threshold = self.threshold if vector.has_summary else self.title_only_threshold
         best: tuple[float, int, float] | None = None  # (rank, story id, cosine)
         best_score = 0.0
-        # the sums below run at C speed over these lists
+        # the sums below run at C speed over these, parallel to the entry's terms: a bigram's raw weight is
+        # zeroed, as only words count towards the shared weight
         unit_terms, unit_values = vector.terms, vector.weights
-        words = [i for i, t in enumerate(unit_terms) if "_" not in t]
-        word_terms = [unit_terms[i] for i in words]
-        word_weights = [vector.raw[i] for i in words]
+        word_weights = [0.0 if "_" in t else w for t, w in zip(unit_terms, vector.raw, strict=True)]
         for story_id in self._candidates(vector):
             story = self._stories[story_id]
             if not story.in_window(item.published, self.window):
@@ -417,10 +417,12 @@ class StoryIndex:
             if item.feed_id in story.feeds and len(story.feeds) == 1:
                 continue  # only entries of this feed: they join each other through rules 1 and 2 only
             centroid, sq_norm = story.view(), story.sq_norm
-            shared = sum(compress(word_weights, map(centroid.__contains__, word_terms)))
+            # the centroid's value of each term (0.0 when absent; a centroid holds no zeros)
+            values = list(map(centroid.get, unit_terms, repeat(0.0)))
+            shared = sum(compress(word_weights, values))
             if shared < MIN_SHARED_WEIGHT:
                 continue
-            dot = sum(map(operator.mul, unit_values, map(centroid.get, unit_terms, repeat(0.0))))
+            dot = sum(map(operator.mul, unit_values, values))
             score = dot / math.sqrt(sq_norm) if sq_norm > 0 else 0.0
             if shared < STRONG_SHARED_WEIGHT and score < WEAK_SHARE_COSINE:
                 continue

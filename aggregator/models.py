@@ -168,6 +168,7 @@ class TermVector:
     title_key: str  # the normalized title, for exact-title matches
     title_weight: float  # the informative weight of the title's words
     headline: bool  # short enough to be a headline (else it never matches by similarity)
+    has_summary: bool  # built from a summary too (entries with titles only need a lower threshold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +275,9 @@ class DedupItem:
     summary_text: str
     canonical_url: str | None
     published: datetime
-    terms: TermVector | None = None  # as stored; None: dedup builds it from the text
+    # as stored (and then `summary_text` is not read from the store: the vector is all that is needed);
+    # None: dedup builds it from the text
+    terms: TermVector | None = None
 
 
 @dataclass(frozen=True, slots=True)

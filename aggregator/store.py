@@ -238,7 +238,8 @@ def m006_entry_terms(db: Database) -> None:
             keys TEXT NOT NULL,
             title_key TEXT NOT NULL,
             title_weight REAL NOT NULL,
-            headline INTEGER NOT NULL
+            headline INTEGER NOT NULL,
+            has_summary INTEGER NOT NULL
         )""")
 
 
@@ -508,7 +509,7 @@ class Store:
             "DELETE FROM entry_terms WHERE entry_id = ?", [(entry_id,) for entry_id, terms in vectors if not terms]
         )
         conn.executemany(
-            f"INSERT OR REPLACE INTO entry_terms ({_TERMS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO entry_terms ({_TERMS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [_terms_row(entry_id, terms) for entry_id, terms in vectors if terms],
         )
 
@@ -575,13 +576,10 @@ class Store:
     def window_entries(self, since: datetime) -> Iterator[tuple[DedupItem, int]]:
         """Entries published since `since` that already have a story, to seed the dedup index.
 
-        Their stored term vectors come with them, and then their summary text does not (the index never
-        reads it); an entry without a vector brings its text.
+        Their stored term vectors come with them (an entry without one brings its text instead).
         """
-        text = "CASE WHEN t.entry_id IS NULL THEN e.summary_text ELSE '' END"
-        columns = _DEDUP_COLUMNS.replace("e.summary_text", text)
         rows = self.db.conn.execute(
-            f"""SELECT {columns}, e.story_id FROM entries e {_JOIN_TERMS}
+            f"""SELECT {_DEDUP_COLUMNS}, e.story_id FROM entries e {_JOIN_TERMS}
                 WHERE e.published >= ? AND e.story_id IS NOT NULL ORDER BY e.published, e.id""",
             (format_time(since),),
         )
@@ -1043,12 +1041,14 @@ _STORY_SELECT = """SELECT s.*, e.summary, e.content, e.authors, e.categories, e.
     FROM stories s LEFT JOIN entries e ON e.id = s.lead_entry_id"""
 # Below this many entries in an output's feeds, latest_stories lists their stories instead of testing each.
 _FEW_ENTRIES = 5_000
+# With a stored term vector, an entry's summary text is not read (the bulk of its row, often overflow pages).
+_DEDUP_TEXT = "CASE WHEN t.entry_id IS NULL THEN e.summary_text ELSE '' END"
 _DEDUP_COLUMNS = (
-    "e.id, e.feed_id, e.title, e.summary_text, e.canonical_url, e.published, "
-    "t.terms, t.weights, t.keys, t.title_key, t.title_weight, t.headline"
+    f"e.id, e.feed_id, e.title, {_DEDUP_TEXT}, e.canonical_url, e.published, "
+    "t.terms, t.weights, t.keys, t.title_key, t.title_weight, t.headline, t.has_summary"
 )
 _JOIN_TERMS = "LEFT JOIN entry_terms t ON t.entry_id = e.id"
-_TERMS_COLUMNS = "entry_id, terms, weights, keys, title_key, title_weight, headline"
+_TERMS_COLUMNS = "entry_id, terms, weights, keys, title_key, title_weight, headline, has_summary"
 
 
 def _entry_values(entry: Entry) -> tuple[Any, ...]:
@@ -1085,18 +1085,18 @@ def _dedup_item(row: Sequence[Any]) -> DedupItem:
         summary_text=row[3],
         canonical_url=row[4],
         published=parse_time(row[5]),
-        terms=_term_vector(row[6:12]) if row[6] is not None else None,
+        terms=_term_vector(row[6:13]) if row[6] is not None else None,
     )
 
 
 def _terms_row(entry_id: int, v: TermVector) -> tuple[Any, ...]:
     # both float arrays in one blob: the unit weights, then the raw weights
     return (entry_id, " ".join(v.terms), v.weights.tobytes() + v.raw.tobytes(), " ".join(v.keys), v.title_key,
-            v.title_weight, int(v.headline))  # fmt: skip
+            v.title_weight, int(v.headline), int(v.has_summary))  # fmt: skip
 
 
 def _term_vector(row: Sequence[Any]) -> TermVector:
-    terms, blob, keys, title_key, title_weight, headline = row
+    terms, blob, keys, title_key, title_weight, headline, has_summary = row
     values = array("d")
     values.frombytes(blob)
     half = len(values) // 2
@@ -1108,6 +1108,7 @@ def _term_vector(row: Sequence[Any]) -> TermVector:
         title_key=title_key,
         title_weight=title_weight,
         headline=bool(headline),
+        has_summary=bool(has_summary),
     )
 
 
