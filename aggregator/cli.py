@@ -32,7 +32,6 @@ from .models import FeedOutcome, FeedSource, FetchStatus, PassSummary, Story
 from .opml import opml_document
 from .retention import prune_store
 from .store import FeedHealth, Highlighted, SearchResult, Store, format_time
-from .subscriptions import add_feeds, discover_feed, import_opml, remove_feed
 from .update import publish_outputs, run_pass, write_atomically
 
 __all__ = ["cli", "main"]
@@ -501,6 +500,8 @@ def add_command(
     config = obj.config()
     if url in {feed.url for feed in config.feeds}:
         raise QueryError(f"{url} is already in {obj.config_path}")
+    from .subscriptions import add_feeds, discover_feed  # ruamel.yaml and the parsers: only these commands
+
     found = asyncio.run(discover_feed(url, config.fetch, allow_private_addresses=allow_private))
     source = FeedSource(url=found.url, title=title or None, tags=tuple(dict.fromkeys(tags)))
     add_feeds(obj.config_path, [source])
@@ -518,6 +519,8 @@ def add_command(
 @_reports_errors
 def remove_command(obj: Context, url: str) -> None:
     """Unsubscribe: remove the feed from feeds.yaml (its stored entries stay until pruned)."""
+    from .subscriptions import remove_feed
+
     removed = remove_feed(obj.config_path, url)
     click.echo(f"removed {removed.url} from {obj.config_path}")
 
@@ -529,6 +532,8 @@ def remove_command(obj: Context, url: str) -> None:
 @_reports_errors
 def import_opml_command(obj: Context, file: str, as_json: bool) -> None:
     """Add the feeds of an OPML file (folders become tags); feeds already subscribed are skipped."""
+    from .subscriptions import import_opml
+
     result = import_opml(obj.config_path, file)
     if as_json:
         added = [{"url": f.url, "title": f.title, "tags": list(f.tags)} for f in result.added]

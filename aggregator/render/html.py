@@ -11,10 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import jinja2
 from markupsafe import Markup
+
+if TYPE_CHECKING:
+    import jinja2
 
 from ..models import OutputMeta, Story
 from ._common import feed_updated, plain_text, rfc3339, safe_enclosures, safe_html, safe_url
@@ -92,7 +95,10 @@ def render_html(stories: Sequence[Story], meta: OutputMeta) -> bytes:
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    # Cached: compiling the template costs more than rendering 100 stories with it.
+    # Cached: compiling the template costs more than rendering 100 stories with it. Imported here: jinja2
+    # is 9 MB that a configuration without an HTML output never needs.
+    import jinja2
+
     return jinja2.Environment(
         loader=jinja2.PackageLoader("aggregator", "templates"),
         autoescape=True,
