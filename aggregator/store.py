@@ -1085,7 +1085,7 @@ def _dedup_item(row: Sequence[Any]) -> DedupItem:
         summary_text=row[3],
         canonical_url=row[4],
         published=parse_time(row[5]),
-        terms=_term_vector(row[6:13]) if row[6] is not None else None,
+        terms=_term_vector(row[6:13]),
     )
 
 
@@ -1095,13 +1095,19 @@ def _terms_row(entry_id: int, v: TermVector) -> tuple[Any, ...]:
             v.title_weight, int(v.headline), int(v.has_summary))  # fmt: skip
 
 
-def _term_vector(row: Sequence[Any]) -> TermVector:
+def _term_vector(row: Sequence[Any]) -> TermVector | None:
+    """A stored term vector; None when there is none (or it does not add up: then it is rebuilt from text)."""
     terms, blob, keys, title_key, title_weight, headline, has_summary = row
+    if terms is None or not isinstance(blob, bytes) or len(blob) % 16:
+        return None
+    words = tuple(map(sys.intern, terms.split(" "))) if terms else ()
     values = array("d")
     values.frombytes(blob)
     half = len(values) // 2
+    if half != len(words):
+        return None
     return TermVector(
-        terms=tuple(map(sys.intern, terms.split(" "))) if terms else (),
+        terms=words,
         weights=values[:half],
         raw=values[half:],
         keys=tuple(map(sys.intern, keys.split(" "))) if keys else (),

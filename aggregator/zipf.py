@@ -11,6 +11,7 @@ number (tests/test_zipf.py checks it).
 from __future__ import annotations
 
 import gzip
+import logging
 import math
 import threading
 from array import array
@@ -19,11 +20,14 @@ from functools import lru_cache
 
 __all__ = ["zipf_frequency"]
 
+log = logging.getLogger(__name__)
+
 
 def zipf_frequency(word: str, lang: str) -> float:
     """wordfreq.zipf_frequency(word, lang) for a lowercased word: 0.0 for unknown words, about 7.7 for "the"."""
-    if lang == "en" and word.isascii() and word.isalpha():
-        bucket = _english().bucket(word.encode("ascii"))
+    table = _english() if lang == "en" and word.isascii() and word.isalpha() else None
+    if table is not None:
+        bucket = table.bucket(word.encode("ascii"))
         return 0.0 if bucket is None else _bucket_zipf(bucket)
     from wordfreq import zipf_frequency as wordfreq_zipf
 
@@ -65,16 +69,23 @@ class _WordTable:
 
 
 _english_table: _WordTable | None = None
+_english_failed = False
 _building = threading.Lock()
 
 
-def _english() -> _WordTable:
-    """The English table, built on first use (0.2 s), once even when several threads ask at the same time."""
-    global _english_table
-    if _english_table is None:
+def _english() -> _WordTable | None:
+    """The English table, built on first use (0.2 s), once even when several threads ask at the same time;
+    None when wordfreq's data cannot be read this way (another layout in a future release): then every word
+    goes to wordfreq itself, slower but the same numbers."""
+    global _english_table, _english_failed
+    if _english_table is None and not _english_failed:
         with _building:
-            if _english_table is None:
-                _english_table = _WordTable(_word_lists("en"))
+            if _english_table is None and not _english_failed:
+                try:
+                    _english_table = _WordTable(_word_lists("en"))
+                except Exception:
+                    log.warning("cannot read wordfreq's English list directly; using wordfreq", exc_info=True)
+                    _english_failed = True
     return _english_table
 
 

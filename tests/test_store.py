@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from aggregator.config import parse_config
+from aggregator.dedup import term_vector
 from aggregator.errors import StoreError
 from aggregator.models import FeedSource, FetchResult, FetchStatus, ParsedEntry, ParsedFeed
 from aggregator.normalize import normalize_entry
@@ -91,3 +93,24 @@ def test_queries_use_indexes(tmp_path: Path, sql: str, index: str) -> None:
     with Store.open(tmp_path / "a.db") as store:
         plan = " ".join(row[-1] for row in store.db.conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
     assert index in plan, plan
+
+
+def test_term_vectors_round_trip_and_a_broken_one_is_rebuilt(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "a.db") as store:
+        url = "https://a.example.com/feed"
+        state = store.sync_feeds([FeedSource(url)], NOW)[url]
+        parsed = [ParsedEntry(id=f"e{i}", title=t, link=f"{url}/{i}", published=NOW) for i, t in
+                  enumerate(["Volcano erupts near Grindavik", "Parliament passes budget"])]  # fmt: skip
+        entries = [normalize_entry(p, url, NOW) for p in parsed]
+        vectors = [term_vector(e.title, e.summary_text, e.canonical_url) for e in entries]
+        entries = [replace(e, terms=v) for e, v in zip(entries, vectors, strict=True)]
+        result = FetchResult(url, FetchStatus.OK, http_status=200, body=b"x")
+        store.save_feed(state, result, ParsedFeed(title="T"), entries, NOW)
+        assert [item.terms for item in store.unassigned_entries()] == vectors
+        # a row that does not add up (one float short) reads as missing, and the entry brings its text
+        store.db.conn.execute("UPDATE entry_terms SET weights = substr(weights, 9) WHERE entry_id = 1")
+        first, second = store.unassigned_entries()
+        assert (first.terms, first.title) == (None, "Volcano erupts near Grindavik")
+        assert second.terms == vectors[1]
+        config = parse_config({"feeds": [{"url": url}]}, tmp_path / "feeds.yaml")
+        assert cluster_new_entries(store, config, NOW) == 2
