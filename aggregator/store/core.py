@@ -1,36 +1,22 @@
-"""The SQLite store: schema, migrations and every query. The only module that speaks SQL.
-
-Users query this database with their own tools, so its tables are a public contract documented in README.
-WAL mode lets readers (sqlite3, Datasette) work while a pass writes; every feed's update is one transaction,
-so a crash leaves each feed either before or after its update, never half-way. Times are ISO-8601 UTC text
-(`2026-11-26T03:12:01Z`), which sorts correctly as text.
-"""
+"""The Store: one open database, its transactions and every query the pipeline, CLI and service make."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
-import sys
-import uuid
-from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
 
-from .config import OutputConfig
-from .errors import QueryError, StoreError
-from .models import (
-    Assignment,
+from ..config import OutputConfig
+from ..errors import StoreError
+from ..models import (
     DedupItem,
-    Enclosure,
     Entry,
     FeedSource,
     FeedState,
@@ -40,297 +26,41 @@ from .models import (
     StorySource,
     TermVector,
 )
-from .schedule import FeedSchedule, Plan
-
-__all__ = [
-    "SCHEMA_VERSION",
-    "FeedHealth",
-    "Highlighted",
-    "PruneResult",
-    "SavedFeed",
-    "SearchMatch",
-    "SearchResult",
-    "Store",
-    "format_time",
-    "parse_time",
-]
+from ..schedule import FeedSchedule, Plan
+from .results import FeedHealth, PruneResult, SavedFeed, SearchResult
+from .rows import (
+    DEDUP_COLUMNS,
+    FEED_HEALTH_COLUMNS,
+    INSERT_ENTRY,
+    JOIN_TERMS,
+    TERMS_COLUMNS,
+    UPDATE_ENTRY,
+    UPDATE_UNDATED_ENTRY,
+    dedup_item_from_row,
+    entry_row,
+    entry_values,
+    feed_health_from_row,
+    feed_state_from_row,
+    format_time,
+    parse_time,
+    schedule_from_row,
+    story_from_row,
+    term_vector_row,
+    without_dates,
+)
+from .schema import migrations
+from .search import (
+    HITS_PER_STORY,
+    MAX_HITS,
+    SNIPPET_TOKENS,
+    STORIES_BY_ID,
+    check_fts_query,
+    query_error,
+    search_match,
+)
+from .stories import StoryWriter
 
 BUSY_TIMEOUT_SECONDS = 30.0
-_STORY_NAMESPACE = uuid.UUID("6f1d7a52-4b8e-4f0e-9c1a-0a6e2b7c3d10")
-
-migrations = Migrations("aggregator")
-
-
-@migrations()
-def m001_initial(db: Database) -> None:
-    """Feeds, entries, stories and full-text search over entries."""
-    db.execute("""
-        CREATE TABLE feeds (
-            id INTEGER PRIMARY KEY,
-            url TEXT NOT NULL UNIQUE,
-            title TEXT,
-            configured_title TEXT,
-            site_url TEXT,
-            tags TEXT NOT NULL DEFAULT '[]',
-            priority INTEGER NOT NULL DEFAULT 0,
-            active INTEGER NOT NULL DEFAULT 1,
-            etag TEXT,
-            last_modified TEXT,
-            body_hash TEXT,
-            last_fetched_at TEXT,
-            last_status INTEGER,
-            last_error TEXT,
-            error_count INTEGER NOT NULL DEFAULT 0,
-            failing_since TEXT,
-            last_new_entry_at TEXT,
-            created_at TEXT NOT NULL
-        )""")
-    db.execute("""
-        CREATE TABLE stories (
-            id INTEGER PRIMARY KEY,
-            uid TEXT NOT NULL UNIQUE,
-            title TEXT NOT NULL,
-            url TEXT,
-            lead_entry_id INTEGER,
-            first_seen TEXT NOT NULL,
-            published TEXT NOT NULL,
-            updated TEXT NOT NULL,
-            entry_count INTEGER NOT NULL DEFAULT 0,
-            feed_count INTEGER NOT NULL DEFAULT 0
-        )""")
-    db.execute("""
-        CREATE TABLE entries (
-            id INTEGER PRIMARY KEY,
-            feed_id INTEGER NOT NULL REFERENCES feeds(id) ON DELETE CASCADE,
-            guid TEXT NOT NULL,
-            url TEXT,
-            canonical_url TEXT,
-            title TEXT NOT NULL,
-            summary TEXT,
-            summary_text TEXT NOT NULL DEFAULT '',
-            content TEXT,
-            published TEXT NOT NULL,
-            updated TEXT NOT NULL,
-            first_seen TEXT NOT NULL,
-            authors TEXT NOT NULL DEFAULT '[]',
-            categories TEXT NOT NULL DEFAULT '[]',
-            enclosures TEXT NOT NULL DEFAULT '[]',
-            content_hash TEXT NOT NULL,
-            story_id INTEGER REFERENCES stories(id),
-            story_method TEXT,
-            story_score REAL,
-            UNIQUE (feed_id, guid)
-        )""")
-    db.execute("CREATE INDEX entries_story ON entries(story_id)")
-    db.execute("CREATE INDEX entries_canonical_url ON entries(canonical_url)")
-    db.execute("CREATE INDEX entries_published ON entries(published)")
-    db.execute("CREATE INDEX entries_unassigned ON entries(published, id) WHERE story_id IS NULL")
-    db.execute("CREATE INDEX stories_published ON stories(published DESC, id DESC)")
-    db.table("entries").enable_fts(["title", "summary_text"], create_triggers=True, tokenize="unicode61")
-
-
-@migrations()
-def m002_scheduling(db: Database) -> None:
-    """The service's schedule: next fetch per feed, why, disabled feeds, confirmed redirects, held hosts."""
-    for column in (
-        "next_fetch_at TEXT",  # NULL: due now (never fetched)
-        "interval_seconds INTEGER",  # the interval the last plan used, before jitter
-        "schedule_reason TEXT",  # why: interval, adaptive, declared, cache, min_interval, backoff, retry-after
-        "declared_interval_seconds INTEGER",  # the feed's own <ttl> or sy:updatePeriod, kept for 304s
-        "disabled_reason TEXT",  # set: the scheduler stopped polling the feed (410 Gone, a duplicate)
-        "disabled_at TEXT",
-        "fetch_url TEXT",  # set: a confirmed permanent redirect; fetched instead of `url`
-        "redirect_url TEXT",  # the permanent redirect target seen on the last fetches...
-        "redirect_count INTEGER NOT NULL DEFAULT 0",  # ...and how many times in a row
-    ):
-        db.execute(f"ALTER TABLE feeds ADD COLUMN {column}")
-    db.execute("CREATE INDEX feeds_next_fetch ON feeds(next_fetch_at) WHERE active = 1 AND disabled_reason IS NULL")
-    # a 429 holds back every feed of its host until `until`
-    db.execute("CREATE TABLE host_holds (host TEXT PRIMARY KEY, until TEXT NOT NULL, reason TEXT) WITHOUT ROWID")
-
-
-@migrations()
-def m003_query(db: Database) -> None:
-    """Tombstones of pruned entries, the public views story_sources and feed_health, and query indexes."""
-    # A pruned entry leaves (feed, guid, hash) so the next fetch of a feed that still lists it skips it.
-    db.execute("""
-        CREATE TABLE tombstones (
-            feed_id INTEGER NOT NULL REFERENCES feeds(id) ON DELETE CASCADE,
-            guid TEXT NOT NULL,
-            content_hash TEXT NOT NULL,
-            pruned_at TEXT NOT NULL,
-            PRIMARY KEY (feed_id, guid)
-        ) WITHOUT ROWID""")
-    # Newest entry per feed for `aggregator feeds`; `--feed` and `--since` search filters.
-    db.execute("CREATE INDEX entries_feed_published ON entries(feed_id, published)")
-    # Entries per feed, kept by triggers: counting them for 10,000 feeds of a 1,000,000-entry store took
-    # 300 ms (benchmarks/query.py); `aggregator feeds` must answer in under 200 ms.
-    db.execute("ALTER TABLE feeds ADD COLUMN entry_count INTEGER NOT NULL DEFAULT 0")
-    db.execute("UPDATE feeds SET entry_count = (SELECT count(*) FROM entries e WHERE e.feed_id = feeds.id)")
-    db.execute("""
-        CREATE TRIGGER entries_count_insert AFTER INSERT ON entries BEGIN
-            UPDATE feeds SET entry_count = entry_count + 1 WHERE id = new.feed_id;
-        END""")
-    db.execute("""
-        CREATE TRIGGER entries_count_delete AFTER DELETE ON entries BEGIN
-            UPDATE feeds SET entry_count = entry_count - 1 WHERE id = old.feed_id;
-        END""")
-    # Titles name the story; a title hit ranks above the same hit in a summary (search ranks by `rank`).
-    db.execute("INSERT INTO entries_fts(entries_fts, rank) VALUES ('rank', 'bm25(4.0, 1.0)')")
-    db.execute("""
-        CREATE VIEW story_sources AS
-        SELECT s.id AS story_id, s.uid AS story_uid, s.title AS story_title, s.url AS story_url,
-               s.published AS story_published, s.updated AS story_updated, s.feed_count,
-               e.id AS entry_id, e.title AS entry_title, e.url AS entry_url, e.published AS entry_published,
-               e.story_method, e.story_score, f.id AS feed_id, f.url AS feed_url,
-               COALESCE(f.configured_title, f.title, f.url) AS feed_title, f.site_url
-        FROM stories s JOIN entries e ON e.story_id = s.id JOIN feeds f ON f.id = e.feed_id""")
-    db.execute("""
-        CREATE VIEW feed_health AS
-        SELECT f.id, f.url, COALESCE(f.configured_title, f.title, f.url) AS title, f.tags, f.active,
-               CASE WHEN NOT f.active THEN 'removed' WHEN f.disabled_reason IS NOT NULL THEN 'disabled'
-                    WHEN f.failing_since IS NOT NULL THEN 'failing'
-                    WHEN f.last_fetched_at IS NULL THEN 'new' ELSE 'ok' END AS status,
-               f.failing_since, f.error_count, f.last_status, f.last_error, f.disabled_reason,
-               f.last_fetched_at, f.next_fetch_at, f.last_new_entry_at,
-               f.entry_count AS entries,
-               (SELECT max(e.published) FROM entries e WHERE e.feed_id = f.id) AS newest_entry
-        FROM feeds f""")
-
-
-@migrations()
-def m004_output_filters(db: Database) -> None:
-    """An index for outputs filtered by `tags:` or `feeds:` (benchmarks/publish.py)."""
-    # latest_stories checks, story by story, whether one of the output's feeds reported it. Covering that
-    # check took an output whose feeds matched no recent story from 720 to ~110 ms on the benchmark's
-    # 1,000,000-entry store, and one feed's output from 28 to 9 ms.
-    db.execute("CREATE INDEX entries_feed_story ON entries(feed_id, story_id)")
-    # Statistics from an earlier ANALYZE (someone ran it by hand) would not know the new index, and the
-    # planner then probes it once per feed for the outlets of 1,000 stories: 124 instead of 9 ms.
-    if db["sqlite_stat1"].exists():
-        db.execute("ANALYZE entries")
-
-
-@migrations()
-def m005_fts_on_text_updates(db: Database) -> None:
-    """Re-index an entry for search only when its title or summary text changes (issue 8)."""
-    # sqlite-utils' trigger fires on every UPDATE, so assigning an entry to a story deleted and re-inserted its
-    # text in entries_fts: 0.3 ms per entry, 3 of the 35 seconds of a cold 200x50 benchmark pass.
-    db.execute("DROP TRIGGER IF EXISTS entries_au")
-    db.execute("""
-        CREATE TRIGGER entries_au AFTER UPDATE OF title, summary_text ON entries BEGIN
-          INSERT INTO entries_fts (entries_fts, rowid, title, summary_text)
-            VALUES('delete', old.rowid, old.title, old.summary_text);
-          INSERT INTO entries_fts (rowid, title, summary_text) VALUES (new.rowid, new.title, new.summary_text);
-        END""")
-
-
-@migrations()
-def m006_entry_terms(db: Database) -> None:
-    """Each entry's story-matching term vector, so seeding the dedup index re-reads no text (issue 8)."""
-    # Derived data: a missing row is rebuilt from the entry's text when it is clustered. Re-tokenizing the
-    # window's 50,000 summaries was 25 of the 32 seconds of a 1000x50 benchmark pass with few new entries.
-    db.execute("""
-        CREATE TABLE entry_terms (
-            entry_id INTEGER PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
-            terms TEXT NOT NULL,
-            weights BLOB NOT NULL,
-            keys TEXT NOT NULL,
-            title_key TEXT NOT NULL,
-            title_weight REAL NOT NULL,
-            headline INTEGER NOT NULL,
-            has_summary INTEGER NOT NULL
-        )""")
-
-
-@migrations()
-def m007_source_hash(db: Database) -> None:
-    """entries.source_hash: a digest of the entry as its feed sent it, so a pass over a changed feed does not
-    normalize again the entries it repeats unchanged (issue 8)."""
-    db.execute("ALTER TABLE entries ADD COLUMN source_hash TEXT")
-
-
-SCHEMA_VERSION = len(migrations._migrations)
-
-
-@dataclass(frozen=True, slots=True)
-class SavedFeed:
-    """What one feed's update wrote: ids of entries stored for the first time, and how many changed."""
-
-    new_ids: tuple[int, ...]
-    updated: int
-
-
-@dataclass(frozen=True, slots=True)
-class Highlighted:
-    """Text with the character spans a search matched, as (start, end) offsets."""
-
-    text: str
-    spans: tuple[tuple[int, int], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class SearchMatch:
-    """One entry that matched a search: its title and a snippet of its summary, highlighted."""
-
-    entry_id: int
-    feed_id: int
-    feed_title: str
-    feed_url: str
-    title: Highlighted
-    snippet: Highlighted
-    url: str | None
-    published: datetime
-    # bm25 with title hits weighted 4:1 over summary hits, sign flipped so that higher is better
-    score: float
-
-
-@dataclass(frozen=True, slots=True)
-class SearchResult:
-    """One story (or a lone entry not yet in a story) with the entries of it that matched, best first."""
-
-    story_id: int | None
-    story_uid: str | None
-    title: str
-    url: str | None
-    published: datetime
-    feed_count: int
-    score: float
-    matches: tuple[SearchMatch, ...]
-    sources: tuple[StorySource, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class FeedHealth:
-    """One row of `aggregator feeds`: a feed's status and what the store holds of it."""
-
-    url: str
-    title: str
-    tags: tuple[str, ...] = ()
-    # ok, failing, new (never fetched), disabled (by the scheduler, see disabled_reason) or removed
-    status: str = "new"
-    id: int | None = None
-    failing_since: datetime | None = None
-    error_count: int = 0
-    last_status: int | None = None
-    last_error: str | None = None
-    last_fetched_at: datetime | None = None
-    next_fetch_at: datetime | None = None
-    last_new_entry_at: datetime | None = None
-    entries: int = 0
-    disabled_reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PruneResult:
-    """What `Store.prune` removed (or would remove, on a dry run)."""
-
-    cutoff: datetime
-    entries: int
-    stories: int
-    # old stories kept because an output still shows them
-    kept_stories: int
-    dry_run: bool = False
 
 
 class Store:
@@ -363,7 +93,7 @@ class Store:
                 raise StoreError(
                     f"{path}: cannot open the database: its folder {path.parent} is read-only ({e})"
                 ) from e
-            raise StoreError(f"{path}: cannot open the database: {_explain(e, busy_timeout)}") from e
+            raise StoreError(f"{path}: cannot open the database: {explain(e, busy_timeout)}") from e
         except OSError as e:
             raise StoreError(f"{path}: cannot open the database: {e.strerror or e}") from e
         store = cls(db, path)
@@ -403,13 +133,13 @@ class Store:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: {_explain(e, self.busy_timeout)}") from e
+            raise StoreError(f"{self.path}: {explain(e, self.busy_timeout)}") from e
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         try:
             cursor = self.db.conn.execute(sql, params)
         except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: {_explain(e, self.busy_timeout)}") from e
+            raise StoreError(f"{self.path}: {explain(e, self.busy_timeout)}") from e
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -429,11 +159,11 @@ class Store:
                        tags = excluded.tags, priority = excluded.priority, active = 1""",
                 [(s.url, s.title, json.dumps(list(s.tags)), s.priority, stamp) for s in sources],
             )
-        return {row["url"]: _feed_state(row) for row in self._rows("SELECT * FROM feeds WHERE active = 1")}
+        return {row["url"]: feed_state_from_row(row) for row in self._rows("SELECT * FROM feeds WHERE active = 1")}
 
     def feed_states(self) -> dict[str, FeedState]:
         """What we remember of every active feed, by URL."""
-        return {row["url"]: _feed_state(row) for row in self._rows("SELECT * FROM feeds WHERE active = 1")}
+        return {row["url"]: feed_state_from_row(row) for row in self._rows("SELECT * FROM feeds WHERE active = 1")}
 
     def feeds(self) -> list[dict[str, Any]]:
         """Every feed row, active ones first, as plain dictionaries."""
@@ -467,17 +197,17 @@ class Store:
                     continue
                 old = known.get(entry.guid)
                 if old is None:
-                    new_rows.append(_entry_row(state.feed_id, entry, stamp))
+                    new_rows.append(entry_row(state.feed_id, entry, stamp))
                     new_terms[entry.guid] = entry.terms
                 elif old[1] != entry.content_hash:
-                    (changed_rows if entry.dated else changed_undated).append((*_entry_values(entry), old[0]))
+                    (changed_rows if entry.dated else changed_undated).append((*entry_values(entry), old[0]))
                     changed_terms.append((old[0], entry.terms))
                 elif entry.source_hash and old[2] != entry.source_hash:  # the same content sent differently
                     conn.execute("UPDATE entries SET source_hash = ? WHERE id = ?", (entry.source_hash, old[0]))
-            conn.executemany(_INSERT_ENTRY, new_rows)
-            conn.executemany(_UPDATE_ENTRY, changed_rows)
+            conn.executemany(INSERT_ENTRY, new_rows)
+            conn.executemany(UPDATE_ENTRY, changed_rows)
             # an undated entry keeps the dates it was first stored with: it is not news again for changing
-            conn.executemany(_UPDATE_UNDATED_ENTRY, [_without_dates(row) for row in changed_undated])
+            conn.executemany(UPDATE_UNDATED_ENTRY, [without_dates(row) for row in changed_undated])
             new_entries = self._known_entries(state.feed_id, [row[1] for row in new_rows])
             new_ids = tuple(new_entries.values())
             self._write_terms([(new_entries[guid][0], terms) for guid, terms in new_terms.items()] + changed_terms)
@@ -509,8 +239,8 @@ class Store:
             "DELETE FROM entry_terms WHERE entry_id = ?", [(entry_id,) for entry_id, terms in vectors if not terms]
         )
         conn.executemany(
-            f"INSERT OR REPLACE INTO entry_terms ({_TERMS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [_terms_row(entry_id, terms) for entry_id, terms in vectors if terms],
+            f"INSERT OR REPLACE INTO entry_terms ({TERMS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [term_vector_row(entry_id, terms) for entry_id, terms in vectors if terms],
         )
 
     def _known_entries(self, feed_id: int, guids: Sequence[str]) -> dict[str, tuple[int, str, str | None]]:
@@ -550,10 +280,10 @@ class Store:
     def unassigned_entries(self) -> list[DedupItem]:
         """Entries that belong to no story yet, oldest first (the order dedup must see them in)."""
         rows = self.db.conn.execute(
-            f"""SELECT {_DEDUP_COLUMNS} FROM entries e INDEXED BY entries_unassigned {_JOIN_TERMS}
+            f"""SELECT {DEDUP_COLUMNS} FROM entries e INDEXED BY entries_unassigned {JOIN_TERMS}
                 WHERE e.story_id IS NULL ORDER BY e.published, e.id"""
         )
-        return [_dedup_item(row) for row in rows]
+        return [dedup_item_from_row(row) for row in rows]
 
     def unassigned_batches(self, size: int = 2000) -> Iterator[list[DedupItem]]:
         """Entries without a story, oldest first like unassigned_entries(), `size` at a time.
@@ -564,14 +294,14 @@ class Store:
         after: tuple[str, int] = ("", 0)
         while True:
             rows = self.db.conn.execute(
-                f"""SELECT {_DEDUP_COLUMNS} FROM entries e INDEXED BY entries_unassigned {_JOIN_TERMS}
+                f"""SELECT {DEDUP_COLUMNS} FROM entries e INDEXED BY entries_unassigned {JOIN_TERMS}
                     WHERE e.story_id IS NULL AND (e.published, e.id) > (?, ?) ORDER BY e.published, e.id LIMIT ?""",
                 (*after, size),
             ).fetchall()
             if not rows:
                 return
             after = (rows[-1][5], rows[-1][0])
-            yield [_dedup_item(row) for row in rows]
+            yield [dedup_item_from_row(row) for row in rows]
 
     def window_entries(self, since: datetime) -> Iterator[tuple[DedupItem, int]]:
         """Entries published since `since` that already have a story, to seed the dedup index.
@@ -579,11 +309,11 @@ class Store:
         Their stored term vectors come with them (an entry without one brings its text instead).
         """
         rows = self.db.conn.execute(
-            f"""SELECT {_DEDUP_COLUMNS}, e.story_id FROM entries e {_JOIN_TERMS}
+            f"""SELECT {DEDUP_COLUMNS}, e.story_id FROM entries e {JOIN_TERMS}
                 WHERE e.published >= ? AND e.story_id IS NOT NULL ORDER BY e.published, e.id""",
             (format_time(since),),
         )
-        return ((_dedup_item(row), row[-1]) for row in rows)
+        return ((dedup_item_from_row(row), row[-1]) for row in rows)
 
     @contextmanager
     def story_writer(self) -> Iterator[StoryWriter]:
@@ -631,7 +361,7 @@ class Store:
             [*params, limit],
         )
         sources = self._sources([row["id"] for row in rows])
-        return [_story(row, sources.get(row["id"], ())) for row in rows]
+        return [story_from_row(row, sources.get(row["id"], ())) for row in rows]
 
     def _sources(self, story_ids: Sequence[int]) -> dict[int, tuple[StorySource, ...]]:
         """Each story's outlets: one source per feed (its earliest report), the lead's feed first."""
@@ -680,7 +410,7 @@ class Store:
         )
         if not rows:
             return None
-        return _story(rows[0], self._sources([rows[0]["id"]]).get(rows[0]["id"], ()))
+        return story_from_row(rows[0], self._sources([rows[0]["id"]]).get(rows[0]["id"], ()))
 
     def story_entries(self, story_id: int) -> list[dict[str, Any]]:
         """Every entry of a story with its outlet and how it joined, earliest first."""
@@ -711,7 +441,7 @@ class Store:
                 UNION ALL SELECT * FROM ({_DUE_SQL}) LIMIT ?""",
             (format_time(now), -1 if limit is None else limit + len(skip)),
         )
-        due = [(_feed_state(row), _feed_schedule(row)) for row in rows if row["id"] not in skip]
+        due = [(feed_state_from_row(row), schedule_from_row(row)) for row in rows if row["id"] not in skip]
         return due if limit is None else due[:limit]
 
     def next_fetch_after(self, moment: datetime) -> datetime | None:
@@ -821,7 +551,7 @@ class Store:
         feed_ids: Iterable[int] | None = None,
     ) -> list[SearchResult]:
         """Full-text search (FTS5 syntax) over entry titles and summaries, best first, grouped by story."""
-        _check_fts_query(query)
+        check_fts_query(query)
         where: list[str] = ["entries_fts MATCH ?"]
         params: list[Any] = [query]
         if since is not None:
@@ -833,7 +563,7 @@ class Store:
             params.extend(ids)
         # Rank first, highlight after: snippet() for every match of a common word would cost more than the
         # ranking itself. Several entries of one story may rank high, so take more hits than stories.
-        hit_limit = min(limit * _HITS_PER_STORY, _MAX_HITS)
+        hit_limit = min(limit * HITS_PER_STORY, MAX_HITS)
         hits = self._fts_rows(
             f"""SELECT e.id, e.story_id, entries_fts.rank AS rank FROM entries_fts
                 JOIN entries e ON e.id = entries_fts.rowid
@@ -854,7 +584,7 @@ class Store:
             for row in self._fts_rows(
                 f"""SELECT e.id, e.feed_id, COALESCE(f.configured_title, f.title, f.url), f.url, e.url,
                            e.published, highlight(entries_fts, 0, char(2), char(3)),
-                           snippet(entries_fts, 1, char(2), char(3), '…', {_SNIPPET_TOKENS})
+                           snippet(entries_fts, 1, char(2), char(3), '…', {SNIPPET_TOKENS})
                     FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid JOIN feeds f ON f.id = e.feed_id
                     WHERE entries_fts MATCH ? AND entries_fts.rowid IN ({marks})""",
                 [query, *wanted],
@@ -862,11 +592,11 @@ class Store:
         }
         story_ids = [key[1] for key in groups if key[0] == "story"]
         marks = ",".join("?" * len(story_ids))
-        stories = {row["id"]: row for row in self._rows(_STORIES_BY_ID.format(marks=marks), story_ids)}
+        stories = {row["id"]: row for row in self._rows(STORIES_BY_ID.format(marks=marks), story_ids)}
         sources = self._sources(story_ids)
         results = []
         for (kind, key_id), members in groups.items():
-            matches = tuple(_search_match(details[entry_id], rank) for entry_id, rank in members)
+            matches = tuple(search_match(details[entry_id], rank) for entry_id, rank in members)
             story = stories.get(key_id) if kind == "story" else None
             lead = matches[0]
             results.append(
@@ -888,24 +618,24 @@ class Store:
         try:
             return self.db.conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as e:
-            raise _query_error(str(e)) or StoreError(f"{self.path}: {e}") from e
+            raise query_error(str(e)) or StoreError(f"{self.path}: {e}") from e
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: {e}") from e
 
     def feed_table(self, sources: Sequence[FeedSource], *, include_removed: bool = False) -> list[FeedHealth]:
         """The health of the configured feeds, in config order; then feeds no longer configured, if asked."""
         # Named columns, not *: the view's newest_entry costs a 1,000,000-entry index probe per feed.
-        rows = self.db.conn.execute(f"SELECT {_FEED_HEALTH_COLUMNS} FROM feed_health ORDER BY id").fetchall()
+        rows = self.db.conn.execute(f"SELECT {FEED_HEALTH_COLUMNS} FROM feed_health ORDER BY id").fetchall()
         by_url = {row[1]: row for row in rows}
         table = [
-            _feed_health(by_url[source.url], source)
+            feed_health_from_row(by_url[source.url], source)
             if source.url in by_url
             else FeedHealth(url=source.url, title=source.title or source.url, tags=source.tags)
             for source in sources
         ]
         if include_removed:
             configured = {source.url for source in sources}
-            table.extend(_feed_health(row, None) for row in rows if row[1] not in configured)
+            table.extend(feed_health_from_row(row, None) for row in rows if row[1] not in configured)
         return table
 
     def prune(self, cutoff: datetime, keep: Iterable[int], now: datetime, *, dry_run: bool = False) -> PruneResult:
@@ -955,84 +685,6 @@ class Store:
         return found
 
 
-class StoryWriter:
-    """Writes story assignments inside `Store.story_writer()`; creates stories as dedup starts them."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._touched: set[int] = set()
-        self._assigned: list[tuple[int, str, float, int]] = []  # written in batches by flush()
-
-    def new_story(self, item: DedupItem) -> int:
-        """Create a story for the entry that starts it; the uid derives from that entry, so it never changes."""
-        feed_url, guid = self._conn.execute(
-            "SELECT f.url, e.guid FROM entries e JOIN feeds f ON f.id = e.feed_id WHERE e.id = ?",
-            (item.entry_id,),
-        ).fetchone()
-        uid = "urn:uuid:" + str(uuid.uuid5(_STORY_NAMESPACE, f"{feed_url}\n{guid}"))
-        stamp = format_time(item.published)
-        cursor = self._conn.execute(
-            "INSERT INTO stories (uid, title, first_seen, published, updated) VALUES (?, ?, ?, ?, ?)",
-            (uid, item.title, stamp, stamp, stamp),
-        )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
-
-    def assign(self, assignment: Assignment, story_id: int) -> None:
-        """Put one entry in a story, recording how it was matched (written by the next flush())."""
-        self._assigned.append((story_id, assignment.method, round(assignment.score, 4), assignment.entry_id))
-        self._touched.add(story_id)
-        if len(self._assigned) >= 1000:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the assignments made so far: one executemany instead of one statement per entry."""
-        self._conn.executemany(
-            "UPDATE entries SET story_id = ?, story_method = ?, story_score = ? WHERE id = ?", self._assigned
-        )
-        self._assigned.clear()
-
-    def refresh(self) -> None:
-        """Recompute lead entry, title, dates and counts of every story touched."""
-        self.flush()
-        ids = sorted(self._touched)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            self._conn.execute(_REFRESH_STORIES.format(marks=marks), chunk + chunk)
-
-
-# The lead entry is the earliest report, unless a feed has a higher `priority` (wire services first, say).
-_REFRESH_STORIES = """
-WITH ranked AS (
-    SELECT e.story_id, e.id, e.title, e.url,
-           ROW_NUMBER() OVER (PARTITION BY e.story_id ORDER BY f.priority DESC, e.published, e.id) AS rank
-    FROM entries e JOIN feeds f ON f.id = e.feed_id WHERE e.story_id IN ({marks})
-), totals AS (
-    SELECT story_id, min(first_seen) AS first_seen, min(published) AS published,
-           max(max(updated, first_seen)) AS updated, count(*) AS entry_count,
-           count(DISTINCT feed_id) AS feed_count
-    FROM entries WHERE story_id IN ({marks}) GROUP BY story_id
-)
-UPDATE stories SET
-    lead_entry_id = r.id, title = r.title, url = r.url, first_seen = t.first_seen, published = t.published,
-    updated = t.updated, entry_count = t.entry_count, feed_count = t.feed_count
-FROM ranked r JOIN totals t ON t.story_id = r.story_id
-WHERE r.rank = 1 AND stories.id = r.story_id
-"""
-
-_ENTRY_COLUMNS = (
-    "url, canonical_url, title, summary, summary_text, content, published, updated, "
-    "authors, categories, enclosures, content_hash, source_hash"
-)
-_INSERT_ENTRY = f"INSERT INTO entries (feed_id, guid, first_seen, {_ENTRY_COLUMNS}) VALUES ({','.join('?' * 16)})"
-_UPDATE_ENTRY = "UPDATE entries SET {} WHERE id = ?".format(
-    ", ".join(f"{name.strip()} = ?" for name in _ENTRY_COLUMNS.split(","))
-)
-_DATE_COLUMNS = (6, 7)  # published, updated: their places in _ENTRY_COLUMNS
-_UPDATE_UNDATED_ENTRY = "UPDATE entries SET {} WHERE id = ?".format(
-    ", ".join(f"{name.strip()} = ?" for i, name in enumerate(_ENTRY_COLUMNS.split(",")) if i not in _DATE_COLUMNS)
-)
 # Feeds due by a time: ordered by the partial index feeds_next_fetch, so the scan stops at the first future one.
 _DUE_SQL = """SELECT * FROM feeds WHERE active = 1 AND disabled_reason IS NULL AND next_fetch_at <= ?
               ORDER BY next_fetch_at, id"""
@@ -1041,249 +693,9 @@ _STORY_SELECT = """SELECT s.*, e.summary, e.content, e.authors, e.categories, e.
     FROM stories s LEFT JOIN entries e ON e.id = s.lead_entry_id"""
 # Below this many entries in an output's feeds, latest_stories lists their stories instead of testing each.
 _FEW_ENTRIES = 5_000
-# With a stored term vector, an entry's summary text is not read (the bulk of its row, often overflow pages).
-_DEDUP_TEXT = "CASE WHEN t.entry_id IS NULL THEN e.summary_text ELSE '' END"
-_DEDUP_COLUMNS = (
-    f"e.id, e.feed_id, e.title, {_DEDUP_TEXT}, e.canonical_url, e.published, "
-    "t.terms, t.weights, t.keys, t.title_key, t.title_weight, t.headline, t.has_summary"
-)
-_JOIN_TERMS = "LEFT JOIN entry_terms t ON t.entry_id = e.id"
-_TERMS_COLUMNS = "entry_id, terms, weights, keys, title_key, title_weight, headline, has_summary"
 
 
-def _entry_values(entry: Entry) -> tuple[Any, ...]:
-    return (
-        entry.url,
-        entry.canonical_url,
-        entry.title,
-        entry.summary,
-        entry.summary_text,
-        entry.content,
-        format_time(entry.published),
-        format_time(entry.updated),
-        json.dumps(list(entry.authors), ensure_ascii=False),
-        json.dumps(list(entry.categories), ensure_ascii=False),
-        json.dumps([[e.url, e.type, e.length] for e in entry.enclosures], ensure_ascii=False),
-        entry.content_hash,
-        entry.source_hash or None,
-    )
-
-
-def _without_dates(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(value for i, value in enumerate(row) if i not in _DATE_COLUMNS)
-
-
-def _entry_row(feed_id: int, entry: Entry, first_seen: str) -> tuple[Any, ...]:
-    return (feed_id, entry.guid, first_seen, *_entry_values(entry))
-
-
-def _dedup_item(row: Sequence[Any]) -> DedupItem:
-    return DedupItem(
-        entry_id=row[0],
-        feed_id=row[1],
-        title=row[2],
-        summary_text=row[3],
-        canonical_url=row[4],
-        published=parse_time(row[5]),
-        terms=_term_vector(row[6:13]),
-    )
-
-
-def _terms_row(entry_id: int, v: TermVector) -> tuple[Any, ...]:
-    # both float arrays in one blob: the unit weights, then the raw weights
-    return (entry_id, " ".join(v.terms), v.weights.tobytes() + v.raw.tobytes(), " ".join(v.keys), v.title_key,
-            v.title_weight, int(v.headline), int(v.has_summary))  # fmt: skip
-
-
-def _term_vector(row: Sequence[Any]) -> TermVector | None:
-    """A stored term vector; None when there is none (or it does not add up: then it is rebuilt from text)."""
-    terms, blob, keys, title_key, title_weight, headline, has_summary = row
-    if terms is None or not isinstance(blob, bytes) or len(blob) % 16:
-        return None
-    words = tuple(map(sys.intern, terms.split(" "))) if terms else ()
-    values = array("d")
-    values.frombytes(blob)
-    half = len(values) // 2
-    if half != len(words):
-        return None
-    return TermVector(
-        terms=words,
-        weights=values[:half],
-        raw=values[half:],
-        keys=tuple(map(sys.intern, keys.split(" "))) if keys else (),
-        title_key=title_key,
-        title_weight=title_weight,
-        headline=bool(headline),
-        has_summary=bool(has_summary),
-    )
-
-
-def _feed_schedule(row: dict[str, Any]) -> FeedSchedule:
-    return FeedSchedule(
-        feed_id=row["id"],
-        url=row["fetch_url"] or row["url"],
-        next_fetch_at=parse_time(row["next_fetch_at"]) if row["next_fetch_at"] else None,
-        error_count=row["error_count"],
-        disabled_reason=row["disabled_reason"],
-        interval_seconds=row["interval_seconds"],
-        declared_seconds=row["declared_interval_seconds"],
-        redirect_url=row["redirect_url"],
-        redirect_count=row["redirect_count"],
-    )
-
-
-def _feed_state(row: dict[str, Any]) -> FeedState:
-    return FeedState(
-        feed_id=row["id"],
-        url=row.get("fetch_url") or row["url"],  # a confirmed permanent redirect is fetched at its target
-        etag=row["etag"],
-        last_modified=row["last_modified"],
-        body_hash=row["body_hash"],
-    )
-
-
-def _story(row: dict[str, Any], sources: tuple[StorySource, ...]) -> Story:
-    return Story(
-        id=row["id"],
-        uid=row["uid"],
-        title=row["title"],
-        url=row["url"],
-        summary=row["summary"],
-        content=row["content"],
-        published=parse_time(row["published"]),
-        updated=parse_time(row["updated"]),
-        authors=tuple(json.loads(row["authors"] or "[]")),
-        categories=tuple(json.loads(row["categories"] or "[]")),
-        enclosures=tuple(Enclosure(*e) for e in json.loads(row["enclosures"] or "[]")),
-        sources=sources,
-    )
-
-
-# Hits fetched per story asked for: the entries of one story often rank together.
-_HITS_PER_STORY = 5
-_MAX_HITS = 2000
-# Tokens of summary around the hits; about two lines of a terminal.
-_SNIPPET_TOKENS = 24
-_MARK_START, _MARK_END = "\x02", "\x03"
-_STORIES_BY_ID = "SELECT id, uid, title, url, published, feed_count FROM stories WHERE id IN ({marks})"
-_FTS_COLUMNS = ("title", "summary_text")
-_FTS_HELP = 'words, "exact phrase", prefix*, AND, OR, NOT, NEAR(word word, 10), (groups), title: word'
-# Outside double quotes, NEAR is an operator only when a group follows: "Li NEAR" is a mistake, not a word.
-_BARE_NEAR = re.compile(r"(?<![\w\"])NEAR(?!\s*\()(?![\w])")
-
-
-def _check_fts_query(query: str) -> None:
-    if not query.strip():
-        raise QueryError("the search query is empty")
-    unquoted = re.sub(r'"[^"]*"', " ", query)
-    if unquoted.count('"') % 2:
-        raise QueryError(f"search query {query!r}: a double quote is not closed")
-    if _BARE_NEAR.search(unquoted):
-        raise QueryError(
-            f"search query {query!r}: NEAR needs a group, as in NEAR(li qiang, 5); to search for the word, "
-            'write "near" in lower case or in quotes'
-        )
-
-
-def _query_error(message: str) -> QueryError | None:
-    """The FTS5 complaint about a query as a user error, or None when the error is not about the query."""
-    if message == "unterminated string":
-        return QueryError("search query: a double quote is not closed")
-    if message.startswith("fts5: syntax error near"):
-        near = message.removeprefix("fts5: syntax error near").strip()
-        where = "at the end" if near == '""' else f"near {near}"
-        return QueryError(
-            f"search query: syntax error {where}; put words with punctuation in double quotes "
-            f'("U.S.", "AI-driven"). Syntax: {_FTS_HELP}'
-        )
-    if message.startswith("no such column:"):
-        name = message.removeprefix("no such column:").strip()
-        return QueryError(
-            f"search query: {name!r} is not a column to search (columns: {', '.join(_FTS_COLUMNS)}); a '-' or "
-            f"':' is query syntax, so put words that contain one in double quotes"
-        )
-    if message.startswith(("unknown special query", "fts5:")):
-        return QueryError(f"search query is not valid ({message}). Syntax: {_FTS_HELP}")
-    return None
-
-
-def _highlighted(marked: str | None) -> Highlighted:
-    if not marked:
-        return Highlighted("")
-    text: list[str] = []
-    spans: list[tuple[int, int]] = []
-    length, start = 0, None
-    for part in re.split(f"([{_MARK_START}{_MARK_END}])", marked):
-        if part == _MARK_START:
-            start = length
-        elif part == _MARK_END:
-            if start is not None and length > start:
-                spans.append((start, length))
-            start = None
-        else:
-            text.append(part)
-            length += len(part)
-    return Highlighted("".join(text), tuple(spans))
-
-
-def _search_match(row: Sequence[Any], rank: float) -> SearchMatch:
-    entry_id, feed_id, feed_title, feed_url, url, published, title, snippet = row
-    return SearchMatch(
-        entry_id=entry_id,
-        feed_id=feed_id,
-        feed_title=feed_title,
-        feed_url=feed_url,
-        title=_highlighted(title),
-        snippet=_highlighted(snippet),
-        url=url,
-        published=parse_time(published),
-        score=float(f"{-rank:.4g}"),
-    )
-
-
-def _optional_time(text: str | None) -> datetime | None:
-    return parse_time(text) if text else None
-
-
-_FEED_HEALTH_COLUMNS = (
-    "id, url, title, tags, failing_since, error_count, last_status, last_error, disabled_reason, "
-    "last_fetched_at, next_fetch_at, last_new_entry_at, entries"
-)
-
-
-def _feed_health(row: Sequence[Any], source: FeedSource | None) -> FeedHealth:
-    (feed_id, url, title, tags, failing_since, error_count, last_status, last_error, disabled_reason,
-     last_fetched_at, next_fetch_at, last_new_entry_at, entries) = row  # fmt: skip
-    # The view's status, except that the config, not the last pass, says whether a feed is still subscribed.
-    if disabled_reason:
-        status = "disabled"
-    elif source is None:
-        status = "removed"
-    elif failing_since:
-        status = "failing"
-    elif last_fetched_at is None:
-        status = "new"
-    else:
-        status = "ok"
-    return FeedHealth(
-        url=url,
-        title=(source.title if source else None) or title,
-        tags=source.tags if source else tuple(json.loads(tags)),
-        status=status,
-        id=feed_id,
-        failing_since=_optional_time(failing_since),
-        error_count=error_count,
-        last_status=last_status,
-        last_error=last_error,
-        last_fetched_at=_optional_time(last_fetched_at),
-        next_fetch_at=_optional_time(next_fetch_at),
-        last_new_entry_at=_optional_time(last_new_entry_at),
-        entries=entries,
-        disabled_reason=disabled_reason or None,
-    )
-
-
-def _explain(error: sqlite3.Error, busy_timeout: float) -> str:
+def explain(error: sqlite3.Error, busy_timeout: float) -> str:
     """SQLite's message with what it means for the user, for the faults a running service meets."""
     text = str(error)
     lowered = text.lower()
@@ -1303,16 +715,3 @@ def _explain(error: sqlite3.Error, busy_timeout: float) -> str:
     if "file is not a database" in lowered or "malformed" in lowered:
         return f"{text}: the file is damaged or not an aggregator database"
     return text
-
-
-def format_time(moment: datetime) -> str:
-    """ISO-8601 UTC text as stored: `2026-11-26T03:12:01Z`."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str) -> datetime:
-    """The inverse of format_time."""
-    # fromisoformat reads `...Z` (Python 3.11) and costs a tenth of strptime, which dominated search and
-    # `feeds` latency (benchmarks/query.py).
-    moment = datetime.fromisoformat(text)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
