@@ -260,7 +260,8 @@ _PORT = click.option("--port", type=click.IntRange(0, 65535), help="Port to list
 @_reports_errors
 def run(obj: Context, serve: bool, host: str | None, port: int | None, log_level: str, log_format: str) -> None:
     """Poll each feed on its schedule until SIGTERM/SIGINT; SIGHUP (or editing feeds.yaml) reloads the config."""
-    from .service import Service, configure_logging  # the service's libraries load only for this command
+    from .logs import configure_logging
+    from .service import Service  # the service's libraries load only for this command
 
     obj.config()  # a bad config is one line on stderr and exit code 2, before logging is set up
     configure_logging(log_level, log_format)
@@ -277,7 +278,8 @@ def run(obj: Context, serve: bool, host: str | None, port: int | None, log_level
 @_reports_errors
 def serve(obj: Context, host: str | None, port: int | None, log_level: str, log_format: str) -> None:
     """Serve the published outputs, /health and / over HTTP, without polling (another process updates)."""
-    from .service import Service, configure_logging
+    from .logs import configure_logging
+    from .service import Service
 
     obj.config()
     configure_logging(log_level, log_format)

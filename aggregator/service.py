@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import os
 import random
@@ -57,7 +56,7 @@ from .server import HttpServer, create_app, served_outputs
 from .store import PruneResult, Store, format_time
 from .update import StoryClusterer, publish_outputs, run_pass
 
-__all__ = ["JsonFormatter", "Service", "ServiceState", "configure_logging"]
+__all__ = ["Service", "ServiceState"]
 
 log = logging.getLogger(__name__)
 
@@ -699,45 +698,3 @@ def _cluster_and_publish(
         clustered = clusterer.run(store, config, now)
         written = publish_outputs(config, store, now) if config.outputs else []
     return clustered, written
-
-
-# --- logging ---------------------------------------------------------------------------------------------------
-
-_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and the record's `extra` fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """The record as one line of JSON."""
-        data: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        data.update((key, value) for key, value in vars(record).items() if key not in _RECORD_FIELDS)
-        if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str, ensure_ascii=False)
-
-
-def configure_logging(level: str = "info", fmt: str = "text") -> None:
-    """Log to stderr at `level`, as text lines or (fmt="json") one JSON object per line."""
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    # APScheduler logs every job run and httpx every request at INFO, httpcore every socket event at DEBUG:
-    # the service logs one line per fetch itself.
-    for noisy in ("apscheduler", "httpx", "httpcore", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
