@@ -216,9 +216,16 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[FeedOutcome], Non
         yield lambda outcome: None
         return
     columns = (TextColumn("updating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    # Redrawn as each feed finishes, not by rich's refresh thread: a pass forks its worker processes only
+    # while it has a single thread, so the bar's thread would have cost an interactive pass both of them.
+    with Progress(*columns, console=console, transient=True, auto_refresh=False) as progress:
         task = progress.add_task("feeds", total=total)
-        yield lambda outcome: progress.advance(task)
+
+        def advance(outcome: FeedOutcome) -> None:
+            progress.advance(task)
+            progress.refresh()
+
+        yield advance
 
 
 def _summary_line(summary: PassSummary) -> str:

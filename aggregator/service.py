@@ -46,6 +46,7 @@ import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from . import __version__
+from .clustering import StoryClusterer
 from .config import Config, load_config
 from .errors import AggregatorError
 from .fetch import Fetcher
@@ -54,7 +55,7 @@ from .retention import prune_store
 from .schedule import FeedSchedule, Policy, next_wake, plan_next_fetch, select_due
 from .server import HttpServer, create_app, served_outputs
 from .store import PruneResult, Store, format_time
-from .update import StoryClusterer, publish_outputs, run_pass
+from .update import publish_outputs, run_pass
 
 __all__ = ["Service", "ServiceState"]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import itertools
 import logging
 import multiprocessing
 import os
@@ -21,14 +20,15 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 
 from .atomic import replace_file
+from .clustering import ClusterProcess, cluster_new_entries
 from .config import Config, OutputConfig
-from .dedup import DEFAULT_THRESHOLD, TITLE_ONLY_THRESHOLD, StoryIndex, term_vector
+from .dedup import term_vector
 from .errors import OutputError, ParseError
 from .fetch import Fetcher
 from .models import Entry, FeedOutcome, FeedState, FetchResult, FetchStatus, OutputMeta, ParsedFeed, PassSummary
@@ -36,7 +36,7 @@ from .normalize import identify, normalize_entry
 from .render import MEDIA_TYPES, render
 from .store import Store
 
-__all__ = ["StoryClusterer", "cluster_new_entries", "output_meta", "publish_outputs", "run_pass"]
+__all__ = ["output_meta", "prepare_result", "publish_outputs", "run_pass", "store_result"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,10 @@ async def run_pass(
             fetcher = await stack.enter_async_context(
                 Fetcher(config.fetch, transport, allow_private_addresses=config.allow_private_addresses)
             )
+        # forked before the parse pool: that one starts a thread, after which forking is not safe
+        cluster = _cluster_process(store, config, len(states)) if finish else None
+        if cluster is not None:
+            stack.callback(cluster.close)
         pool = _parse_pool(len(states))
         if pool is not None:
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
@@ -89,6 +93,10 @@ async def run_pass(
                 if not unchanged and result.status is FetchStatus.OK:
                     prepared = await _prepare(pool, result, now, store.source_hashes(state.feed_id))
                 outcome = store_result(store, state, result, now, prepared)
+            if cluster is not None and outcome.new:
+                first_new = store.oldest_unassigned()
+                if first_new is not None:
+                    cluster.seed(first_new)  # on the other core, while the other feeds are fetched
             log.info(
                 "fetched %s: %s %s, %d bytes, %.0f ms, %d new",
                 result.url, outcome.status.value, result.http_status or "-", outcome.bytes,
@@ -105,11 +113,12 @@ async def run_pass(
             stack.callback(task.cancel)
         for next_done in asyncio.as_completed(tasks):
             await next_done
-    clustered, cluster_seconds = 0, 0.0
+        clustered, cluster_seconds = 0, 0.0
+        if finish:
+            cluster_started = time.perf_counter()
+            clustered = await _cluster(cluster, store, config, now)
+            cluster_seconds = time.perf_counter() - cluster_started
     if finish:
-        cluster_started = time.perf_counter()
-        clustered = cluster_new_entries(store, config, now)
-        cluster_seconds = time.perf_counter() - cluster_started
         publish_outputs(config, store, now)
     outcomes.sort(key=lambda o: o.url)
     return PassSummary(
@@ -127,6 +136,29 @@ Prepared = tuple[ParsedFeed, list[Entry]] | ParseError
 # process fetches, stores and clusters: parse + normalize is about 15 ms of CPU per 50-entry feed, and a
 # small pass (the service's usual one) is not worth a fork.
 POOL_MIN_FEEDS = 32
+
+
+def _cluster_process(store: Store, config: Config, feeds: int) -> ClusterProcess | None:
+    """A ClusterProcess for a pass big enough for the parse pool too; None where that would not fork."""
+    if feeds < POOL_MIN_FEEDS or (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    if threading.active_count() > 1:
+        return None
+    try:
+        return ClusterProcess(store.path, config)
+    except OSError:
+        log.warning("no worker process for clustering; clustering here", exc_info=True)
+        return None
+
+
+async def _cluster(cluster: ClusterProcess | None, store: Store, config: Config, now: datetime) -> int:
+    """Cluster the new entries in the ClusterProcess, or here without one (or when it died)."""
+    if cluster is not None:
+        try:
+            return await cluster.cluster(now)
+        except (EOFError, OSError):
+            log.warning("the clustering process died; clustering here", exc_info=True)
+    return cluster_new_entries(store, config, now)
 
 
 def _parse_pool(feeds: int) -> ProcessPoolExecutor | None:
@@ -222,86 +254,6 @@ def store_result(
     parsed, entries = prepared
     saved = store.save_feed(state, result, parsed, entries, now)
     return outcome(FetchStatus.OK, new=len(saved.new_ids), updated=saved.updated, error=parsed.warning)
-
-
-def cluster_new_entries(store: Store, config: Config, now: datetime) -> int:
-    """Give every entry without a story one: an existing story it matches, or a new one. Returns how many."""
-    return StoryClusterer().run(store, config, now)
-
-
-# How much older than the window an entry may be and stay in a kept index. Entries outside the window are
-# never matched (the index checks each candidate's dates); this only spares reseeding when a pass brings
-# entries published a little before the previous pass's newest (benchmarks/stories.py --scale reseeded on
-# every batch without it).
-EVICTION_SLACK = timedelta(hours=6)
-
-
-class StoryClusterer:
-    """Clusters new entries, keeping the dedup index of the window from one call to the next.
-
-    A one-shot `aggregator update` seeds the index from the store once per pass (the entries of the window);
-    the service keeps one clusterer, so each pass only pays for its new entries. The index is seeded again
-    when it cannot answer: new dedup settings, a backlog older than what it still covers, or `reset()` (the
-    service calls it after pruning, which deletes stories the index may hold).
-    """
-
-    def __init__(self) -> None:
-        self._index: StoryIndex | None = None
-        self._settings: object = None
-        self._covers_from: datetime | None = None
-
-    def reset(self) -> None:
-        """Forget the index; the next run seeds it from the store."""
-        self._index = None
-
-    def run(self, store: Store, config: Config, now: datetime) -> int:
-        """Assign a story to every entry that has none, oldest first. Returns how many."""
-        # In batches, oldest first: the backlog's summaries are read a page at a time, and the index keeps only
-        # what it needs of each entry, so memory follows the window, not the backlog.
-        batches = store.unassigned_batches()
-        first = next(batches, None)
-        if not first:
-            return 0
-        window = timedelta(hours=config.dedup.window_hours)
-        index = self.index_for(store, config, first[0].published - window)
-        count = 0
-        try:
-            with store.story_writer() as writer:
-                for items in itertools.chain([first], batches):
-                    for item in items:
-                        # evict with some slack: the next pass's entries are often a little older than this
-                        # pass's newest, and an index that no longer covers them must be seeded again
-                        floor = item.published - window - EVICTION_SLACK
-                        index.evict(floor)
-                        assert self._covers_from is not None
-                        self._covers_from = max(self._covers_from, floor)
-                        assignment = index.assign(item)
-                        story_id = assignment.story_id
-                        if story_id is None:
-                            story_id = writer.new_story(item)
-                        writer.assign(assignment, story_id)
-                        index.add(item, story_id)
-                    count += len(items)
-        except BaseException:
-            self.reset()  # the transaction rolled back: the index holds assignments that were never stored
-            raise
-        return count
-
-    def index_for(self, store: Store, config: Config, since: datetime) -> StoryIndex:
-        """The kept index when it covers `since` with the same settings; else a new one seeded from the store."""
-        settings = config.dedup
-        covered = self._covers_from is not None and since >= self._covers_from
-        if self._index is not None and self._settings == settings and covered:
-            return self._index
-        index = StoryIndex(
-            window=timedelta(hours=settings.window_hours),
-            threshold=settings.threshold or DEFAULT_THRESHOLD,
-            title_only_threshold=settings.title_only_threshold or TITLE_ONLY_THRESHOLD,
-        )
-        for item, story_id in store.window_entries(since):
-            index.add(item, story_id)
-        self._index, self._settings, self._covers_from = index, settings, since
-        return index
 
 
 def output_meta(config: Config, output: OutputConfig) -> OutputMeta:

@@ -116,10 +116,10 @@ def quality(path: Path, dedup: dict[str, float] | None = None) -> None:
 
 def scale(sizes: tuple[int, ...], window: int, batch: int) -> None:
     """ms per clustered entry with `window` entries in the window and `size` entries stored in all."""
+    from aggregator.clustering import StoryClusterer
     from aggregator.config import parse_config
     from aggregator.models import FeedSource
     from aggregator.store import Store
-    from aggregator.update import StoryClusterer
 
     titles = [row["TITLE"] for row in load_rows(DATA)]
     now = datetime(2026, 8, 20, tzinfo=UTC)

@@ -395,3 +395,21 @@ def test_an_undated_entry_whose_text_changes_is_updated_but_keeps_its_dates(tmp_
     assert update_json(config)["entries_updated"] == 1
     (after,) = query(db, "SELECT published, updated, first_seen, title FROM entries")
     assert after == (*before[:3], "Harbour reopens after three-day storm")
+
+
+def test_the_progress_bar_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a pass forks its worker processes only while it has a single thread: a bar with a refresh thread
+    # would cost an interactive `aggregator update` both of them
+    import threading
+
+    from rich.console import Console
+
+    from aggregator import cli
+    from aggregator.models import FeedOutcome, FetchStatus
+
+    monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
+    before = threading.active_count()
+    with cli._progress(3, enabled=True) as advance:
+        assert threading.active_count() == before
+        advance(FeedOutcome("https://example.com/feed", FetchStatus.OK))
+        assert threading.active_count() == before

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from aggregator.clustering import cluster_new_entries
 from aggregator.config import parse_config
 from aggregator.dedup import term_vector
 from aggregator.errors import StoreError
 from aggregator.models import FeedSource, FetchResult, FetchStatus, ParsedEntry, ParsedFeed
 from aggregator.normalize import normalize_entry
 from aggregator.store import SCHEMA_VERSION, Store
-from aggregator.update import cluster_new_entries
 
 NOW = datetime(2026, 8, 20, 12, 0, tzinfo=UTC)
 

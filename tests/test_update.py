@@ -8,12 +8,13 @@ from pathlib import Path
 
 from conftest import query
 
+from aggregator.clustering import StoryClusterer
 from aggregator.config import parse_config
 from aggregator.models import FeedSource, FetchResult, FetchStatus, ParsedEntry, ParsedFeed
 from aggregator.normalize import identify, normalize_entry
 from aggregator.parse import parse_feed
 from aggregator.store import Store
-from aggregator.update import StoryClusterer, prepare_result
+from aggregator.update import prepare_result
 
 NOW = datetime(2026, 8, 20, 12, 0, tzinfo=UTC)
 
