@@ -1,29 +1,19 @@
-"""Story clustering against the store: the dedup index of the window, kept or seeded, and its worker process.
+"""Story clustering against the store: the dedup index of the window, kept between passes or seeded.
 
-`StoryClusterer` feeds the pure index (dedup.py) from the store and writes what it decides. A one-shot pass
-over many feeds runs it in a `ClusterProcess`, a forked process that seeds the index on the other core while
-the pass is still fetching, then clusters the new entries when the feeds are done.
+`StoryClusterer` feeds the pure index (dedup.py) from the store and writes what it decides; the service keeps
+one between its passes, a one-shot pass seeds one from the stored term vectors of the window.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import itertools
-import logging
-import multiprocessing
 from datetime import datetime, timedelta
-from multiprocessing.connection import Connection
-from pathlib import Path
-from typing import Any
 
 from .config import Config
 from .dedup import DEFAULT_THRESHOLD, TITLE_ONLY_THRESHOLD, StoryIndex
 from .store import Store
 
-__all__ = ["EVICTION_SLACK", "SEED_MARGIN", "ClusterProcess", "StoryClusterer", "cluster_new_entries"]
-
-log = logging.getLogger(__name__)
+__all__ = ["EVICTION_SLACK", "StoryClusterer", "cluster_new_entries"]
 
 
 def cluster_new_entries(store: Store, config: Config, now: datetime) -> int:
@@ -104,86 +94,3 @@ class StoryClusterer:
             index.add(item, story_id)
         self._index, self._settings, self._covers_from = index, settings, since
         return index
-
-
-# How much older than the first new entries a ClusterProcess seeds from: the feeds stored after them may bring
-# older ones, and an index that does not cover those is seeded again (the cost the process is there to hide).
-SEED_MARGIN = timedelta(days=1)
-
-
-class ClusterProcess:
-    """A StoryClusterer in a forked process of its own, driven over a pipe by a one-shot pass.
-
-    `seed()` starts seeding its index from the store (reading the window's stored term vectors: 4 s for the
-    50,000 entries of the 1000x50 benchmark) while this process goes on fetching and storing; `cluster()`
-    then clusters every entry without a story and returns how many. Create it before any thread starts
-    (forking a process with threads can deadlock the child), use it once, then `close()` it.
-    """
-
-    def __init__(self, database: Path, config: Config) -> None:
-        context = multiprocessing.get_context("fork")
-        self._conn, child = context.Pipe()
-        self._window = timedelta(hours=config.dedup.window_hours)
-        self._seeding: asyncio.Future[Any] | None = None
-        gc.freeze()  # the child's collector then leaves this process's pages alone (see update._parse_pool)
-        try:
-            self._process = context.Process(
-                target=_serve, args=(child, database, config), name="aggregator-cluster", daemon=True
-            )
-            self._process.start()
-        finally:
-            gc.unfreeze()
-            child.close()
-
-    def seed(self, first_new: datetime) -> None:
-        """Start seeding for new entries published from `first_new` on (once; later calls do nothing)."""
-        if self._seeding is None:
-            self._conn.send(("seed", first_new - self._window - SEED_MARGIN))
-            self._seeding = asyncio.ensure_future(asyncio.to_thread(self._conn.recv))
-
-    async def cluster(self, now: datetime) -> int:
-        """Cluster every entry without a story in the child; its errors are raised here."""
-        if self._seeding is not None:
-            await self._seeding  # a seed that failed is answered by seeding again when clustering
-        self._conn.send(("cluster", now))
-        status, value = await asyncio.to_thread(self._conn.recv)
-        if status == "error":
-            raise value
-        return int(value)
-
-    def close(self) -> None:
-        """Stop the child (at once when it is still working: a cancelled pass) and release the pipe."""
-        self._conn.close()
-        self._process.join(timeout=5)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
-
-
-def _serve(conn: Connection, database: Path, config: Config) -> None:
-    """The child's loop: seed on request, cluster on request, then exit."""
-    clusterer, store = StoryClusterer(), None
-    try:
-        while True:
-            try:
-                command, moment = conn.recv()
-            except EOFError:
-                return
-            try:
-                if store is None:
-                    store = Store.open(database)
-                if command == "seed":
-                    clusterer.index_for(store, config, moment)
-                    conn.send(("ok", None))
-                else:
-                    conn.send(("ok", clusterer.run(store, config, moment)))
-                    return
-            except Exception as e:  # sent to the parent, which raises it (pickled, or described when it cannot be)
-                try:
-                    conn.send(("error", e))
-                except Exception:
-                    conn.send(("error", RuntimeError(f"{type(e).__name__}: {e}")))
-    finally:
-        if store is not None:
-            store.close()
-        conn.close()

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from .atomic import replace_file
-from .clustering import ClusterProcess, cluster_new_entries
+from .clustering import cluster_new_entries
 from .config import Config, OutputConfig
 from .dedup import term_vector
 from .errors import OutputError, ParseError
@@ -71,10 +71,6 @@ async def run_pass(
             fetcher = await stack.enter_async_context(
                 Fetcher(config.fetch, transport, allow_private_addresses=config.allow_private_addresses)
             )
-        # forked before the parse pool: that one starts a thread, after which forking is not safe
-        cluster = _cluster_process(store, config, len(states)) if finish else None
-        if cluster is not None:
-            stack.callback(cluster.close)
         pool = _parse_pool(len(states))
         if pool is not None:
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
@@ -93,10 +89,6 @@ async def run_pass(
                 if not unchanged and result.status is FetchStatus.OK:
                     prepared = await _prepare(pool, result, now, store.source_hashes(state.feed_id))
                 outcome = store_result(store, state, result, now, prepared)
-            if cluster is not None and outcome.new:
-                first_new = store.oldest_unassigned()
-                if first_new is not None:
-                    cluster.seed(first_new)  # on the other core, while the other feeds are fetched
             log.info(
                 "fetched %s: %s %s, %d bytes, %.0f ms, %d new",
                 result.url, outcome.status.value, result.http_status or "-", outcome.bytes,
@@ -113,12 +105,11 @@ async def run_pass(
             stack.callback(task.cancel)
         for next_done in asyncio.as_completed(tasks):
             await next_done
-        clustered, cluster_seconds = 0, 0.0
-        if finish:
-            cluster_started = time.perf_counter()
-            clustered = await _cluster(cluster, store, config, now)
-            cluster_seconds = time.perf_counter() - cluster_started
+    clustered, cluster_seconds = 0, 0.0
     if finish:
+        cluster_started = time.perf_counter()
+        clustered = cluster_new_entries(store, config, now)
+        cluster_seconds = time.perf_counter() - cluster_started
         publish_outputs(config, store, now)
     outcomes.sort(key=lambda o: o.url)
     return PassSummary(
@@ -136,29 +127,6 @@ Prepared = tuple[ParsedFeed, list[Entry]] | ParseError
 # process fetches, stores and clusters: parse + normalize is about 15 ms of CPU per 50-entry feed, and a
 # small pass (the service's usual one) is not worth a fork.
 POOL_MIN_FEEDS = 32
-
-
-def _cluster_process(store: Store, config: Config, feeds: int) -> ClusterProcess | None:
-    """A ClusterProcess for a pass big enough for the parse pool too; None where that would not fork."""
-    if feeds < POOL_MIN_FEEDS or (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return None
-    if threading.active_count() > 1:
-        return None
-    try:
-        return ClusterProcess(store.path, config)
-    except OSError:
-        log.warning("no worker process for clustering; clustering here", exc_info=True)
-        return None
-
-
-async def _cluster(cluster: ClusterProcess | None, store: Store, config: Config, now: datetime) -> int:
-    """Cluster the new entries in the ClusterProcess, or here without one (or when it died)."""
-    if cluster is not None:
-        try:
-            return await cluster.cluster(now)
-        except (EOFError, OSError):
-            log.warning("the clustering process died; clustering here", exc_info=True)
-    return cluster_new_entries(store, config, now)
 
 
 def _parse_pool(feeds: int) -> ProcessPoolExecutor | None:

@@ -1,7 +1,8 @@
-"""A one-shot pass over many feeds forks two workers: one parses, one seeds the dedup index and clusters.
+"""A one-shot pass over many feeds, as `aggregator update` runs it: parsing in a forked worker process.
 
-Run as `aggregator update` in a subprocess (the test's own loopback server thread would keep this process
-from forking), against the benchmark corpus: the child must cluster exactly as clustering here would.
+Run in a subprocess (the test's own loopback server thread would keep this process from forking), against
+the benchmark corpus: every entry stored once, stories exactly as clustering the same store again gives,
+and a changed pass that stores and clusters only the new entries.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def stories(db: Path) -> set[frozenset[str]]:
     return {frozenset(guids) for guids in grouped.values()}
 
 
-def test_the_worker_clusters_exactly_as_clustering_here_and_seeds_for_the_next_pass(tmp_path: Path) -> None:
+def test_a_pass_with_a_parse_worker_stores_and_clusters_every_entry_once(tmp_path: Path) -> None:
     corpus = build_corpus(FEEDS, 6, seed=3, now=NOW)
     with CorpusServer(corpus) as server:
         config = write_config(tmp_path, server.urls(), fetch={"per_host": 16})
@@ -66,7 +67,7 @@ def test_the_worker_clusters_exactly_as_clustering_here_and_seeds_for_the_next_p
         assert stories(here) == stories(db)
         assert len(stories(db)) < FEEDS * 6  # the corpus retells stories across feeds: there was work to do
 
-        # a changed pass: the worker seeds its index while the feeds are fetched, then clusters the new ones
+        # a changed pass: only the new entries are stored and clustered; the others keep their stories
         before = query(db, "SELECT id, story_id FROM entries ORDER BY id")
         server.set_corpus(change_corpus(corpus, 0.5, 2, seed=3))
         changed = update(config)

@@ -285,13 +285,6 @@ class Store:
         )
         return [dedup_item_from_row(row) for row in rows]
 
-    def oldest_unassigned(self) -> datetime | None:
-        """When the oldest entry without a story was published (None: every entry has one)."""
-        (oldest,) = self.db.conn.execute(
-            "SELECT min(published) FROM entries INDEXED BY entries_unassigned WHERE story_id IS NULL"
-        ).fetchone()
-        return parse_time(oldest) if oldest else None
-
     def unassigned_batches(self, size: int = 2000) -> Iterator[list[DedupItem]]:
         """Entries without a story, oldest first like unassigned_entries(), `size` at a time.
 
