@@ -24,6 +24,7 @@ import tempfile
 import time
 import zlib
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 from corpus import CorpusServer, write_config  # noqa: E402
 from tune_dedup import bcubed_scores, pairwise_scores  # noqa: E402
 
+from aggregator.dedup import term_vector  # noqa: E402
 from aggregator.models import Entry, FeedState, FetchResult, FetchStatus, ParsedEntry, ParsedFeed  # noqa: E402
 from aggregator.normalize import normalize_entry  # noqa: E402
 from aggregator.store import Store  # noqa: E402
@@ -132,7 +134,8 @@ def scale(sizes: tuple[int, ...], window: int, batch: int) -> None:
             old = size - window
             # filler older than the window, in one old story; then a window's worth of recent entries
             for start in range(0, old, 50_000):
-                filler.fill(start, min(50_000, old - start), now - timedelta(days=400), timedelta(days=300))
+                old_batch = min(50_000, old - start)
+                filler.fill(start, old_batch, now - timedelta(days=400), timedelta(days=300), terms=False)
             store.db.conn.execute(
                 "INSERT INTO stories (id, uid, title, first_seen, published, updated) "
                 "VALUES (1, 'filler', '', '', '', '')"
@@ -164,8 +167,9 @@ class _Filler:
     def __init__(self, store: Store, states: dict[str, FeedState], titles: list[str], now: datetime) -> None:
         self.store, self.states, self.titles, self.now = store, states, titles, now
 
-    def fill(self, start: int, count: int, base: datetime, spread: timedelta) -> None:
-        """Store entries number start..start+count, published from `base` over `spread`."""
+    def fill(self, start: int, count: int, base: datetime, spread: timedelta, *, terms: bool = True) -> None:
+        """Store entries number start..start+count, published from `base` over `spread`; with their term
+        vectors, as a pass stores them (built in its parse worker), unless `terms` is False."""
         urls = list(self.states)
         per_feed: dict[str, list[Entry]] = defaultdict(list)
         for n in range(start, start + count):
@@ -173,7 +177,10 @@ class _Filler:
             published = base + spread * (n - start) / max(1, count)
             title = f"{self.titles[n % len(self.titles)]} {n // len(self.titles)}"
             parsed = ParsedEntry(id=str(n), title=title, link=f"{url}/{n}", published=published)
-            per_feed[url].append(normalize_entry(parsed, url, self.now))
+            entry = normalize_entry(parsed, url, self.now)
+            if terms:
+                entry = replace(entry, terms=term_vector(entry.title, entry.summary_text, entry.canonical_url))
+            per_feed[url].append(entry)
         for url, entries in per_feed.items():
             result = FetchResult(url, FetchStatus.OK, http_status=200, body=str(start).encode())
             self.store.save_feed(self.states[url], result, ParsedFeed(), entries, self.now)
