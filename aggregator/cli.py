@@ -534,6 +534,19 @@ def remove_command(obj: Context, url: str) -> None:
     click.echo(f"removed {removed.url} from {obj.config_path}")
 
 
+@cli.command("enable")
+@click.argument("url")
+@click.pass_obj
+@_reports_errors
+def enable_command(obj: Context, url: str) -> None:
+    """Poll a feed the service disabled (410 Gone) again, from the next pass on."""
+    config = obj.config()
+    with obj.store(config) as store:
+        if not store.enable_feed(url, datetime.now(UTC)):
+            raise QueryError(f"{url}: no such feed in the store")
+    click.echo(f"enabled {url}: the next pass fetches it")
+
+
 @cli.command("import-opml")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print what was added and skipped as JSON.")

@@ -64,7 +64,11 @@ async def run_pass(
     `finish=False` to cluster and publish itself, debounced across its many small passes.
     """
     started = time.perf_counter()
-    states = list(feeds) if feeds is not None else list(store.sync_feeds(config.sources(), now).values())
+    if feeds is not None:
+        states = list(feeds)
+    else:  # every configured feed but those the service disabled (`aggregator enable URL` brings one back)
+        disabled = store.disabled_feed_ids()
+        states = [s for s in store.sync_feeds(config.sources(), now).values() if s.feed_id not in disabled]
     outcomes: list[FeedOutcome] = []
     async with contextlib.AsyncExitStack() as stack:
         if fetcher is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 
@@ -413,3 +414,29 @@ def test_the_progress_bar_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> N
         assert threading.active_count() == before
         advance(FeedOutcome("https://example.com/feed", FetchStatus.OK))
         assert threading.active_count() == before
+
+
+def test_update_skips_a_feed_the_service_disabled_until_it_is_enabled(tmp_path: Path, feeds: FeedFiles) -> None:
+    alpha = feeds.serve("/a.xml", rss(RSS_A, "Alpha"))
+    gone = feeds.serve("/gone.xml", rss(RSS_A[:1], "Gone"))
+    config = write_config(tmp_path, [alpha, gone])
+    db = tmp_path / "aggregator.db"
+    assert update_json(config)["feeds"] == 2
+    with sqlite3.connect(db) as conn:  # as the service records a 410
+        conn.execute(
+            "UPDATE feeds SET disabled_reason = 'gone: HTTP 410', disabled_at = '2026-11-26T00:00:00Z' WHERE url = ?",
+            (gone,),
+        )
+    feeds.requests.clear()
+    assert update_json(config)["feeds"] == 1
+    assert feeds.requests == ["/a.xml"]
+
+    enabled = run_cli("enable", gone, config=config)
+    assert (enabled.exit_code, enabled.stdout) == (0, f"enabled {gone}: the next pass fetches it\n")
+    assert query(db, "SELECT disabled_reason, error_count FROM feeds WHERE url = ?", (gone,)) == [(None, 0)]
+    assert update_json(config)["feeds"] == 2
+    assert "/gone.xml" in feeds.requests
+
+    unknown = run_cli("enable", "https://nowhere.example/feed", config=config)
+    assert unknown.exit_code != 0
+    assert unknown.stderr == "error: https://nowhere.example/feed: no such feed in the store\n"

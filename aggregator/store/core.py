@@ -161,6 +161,21 @@ class Store:
             )
         return {row["url"]: feed_state_from_row(row) for row in self._rows("SELECT * FROM feeds WHERE active = 1")}
 
+    def disabled_feed_ids(self) -> set[int]:
+        """Feeds the service stopped polling (410 Gone, moved onto another feed): no pass fetches them."""
+        rows = self.db.conn.execute("SELECT id FROM feeds WHERE disabled_reason IS NOT NULL")
+        return {feed_id for (feed_id,) in rows}
+
+    def enable_feed(self, url: str, now: datetime) -> bool:
+        """Poll a disabled feed again, from the next pass on, as if new; False when no feed has that URL."""
+        with self.transaction():
+            cursor = self.db.conn.execute(
+                """UPDATE feeds SET disabled_reason = NULL, disabled_at = NULL, error_count = 0,
+                       failing_since = NULL, next_fetch_at = ? WHERE url = ?""",
+                (format_time(now), url),
+            )
+        return cursor.rowcount > 0
+
     def feed_states(self) -> dict[str, FeedState]:
         """What we remember of every active feed, by URL."""
         return {row["url"]: feed_state_from_row(row) for row in self._rows("SELECT * FROM feeds WHERE active = 1")}
