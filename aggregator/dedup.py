@@ -291,18 +291,25 @@ def _item_terms(item: DedupItem) -> TermVector:
 
 @dataclass(slots=True)
 class _Held:
-    """An entry held in the index: what the window, eviction and matching need (not its text)."""
+    """An entry held in the index: what the window, eviction and matching need of it, copied from its item
+    and TermVector. Not the text, nor the raw weights (only the entry being assigned needs those): the index
+    holds every entry of the window (50,000 at 1000x50)."""
 
     entry_id: int
     feed_id: int
     canonical_url: str | None
     published: datetime
     story_id: int
-    vector: TermVector
+    terms: tuple[str, ...]
+    weights: array[float]  # the unit vector, parallel to terms
+    keys: tuple[str, ...]
+    title_key: str
+    title_weight: float
+    headline: bool
 
     def unit(self) -> Iterator[tuple[str, float]]:
         """The unit vector's (term, value) pairs, in the order they were built."""
-        return zip(self.vector.terms, self.vector.weights, strict=True)
+        return zip(self.terms, self.weights, strict=True)
 
 
 @dataclass(slots=True)
@@ -337,7 +344,7 @@ class _Story:
             if sign > 0 and len(self.members) == 1:
                 # the first member: the same arithmetic as below on an empty centroid (0.0 + value)
                 sq_norm = self.sq_norm
-                for value in held.vector.weights:
+                for value in held.weights:
                     new = 0.0 + sign * value
                     sq_norm += new * new - 0.0 * 0.0
                 self.sq_norm = sq_norm
@@ -358,7 +365,7 @@ class _Story:
         if self.centroid is not None:
             return self.centroid
         held = next(iter(self.members.values()))  # the first member: the only one that has counted
-        if min(held.vector.weights, default=1.0) >= 1e-9:
+        if min(held.weights, default=1.0) >= 1e-9:
             return dict(held.unit())  # unit values are positive, and 0.0 + v is v: built at C speed
         return {term: 0.0 + value for term, value in held.unit() if not abs(0.0 + value) < 1e-9}
 
@@ -440,7 +447,10 @@ class StoryIndex:
         if item.entry_id in self._held:
             self._remove(item.entry_id)
         vector = pending[1] if pending is not None and pending[0] is item else _item_terms(item)
-        held = _Held(item.entry_id, item.feed_id, item.canonical_url, item.published, story_id, vector)
+        held = _Held(
+            item.entry_id, item.feed_id, item.canonical_url, item.published, story_id,
+            vector.terms, vector.weights, vector.keys, vector.title_key, vector.title_weight, vector.headline,
+        )  # fmt: skip
         self._held[item.entry_id] = held
         story = self._stories.get(story_id)
         if story is None:
@@ -478,7 +488,7 @@ class StoryIndex:
                 return Assignment(item.entry_id, held.story_id, "url", 1.0)
         title_key = vector.title_key
         held = self._latest_in_window(self._by_title.get(title_key), item) if title_key else None
-        if held is not None and held.vector.title_weight >= MIN_SHARED_WEIGHT:
+        if held is not None and held.title_weight >= MIN_SHARED_WEIGHT:
             return Assignment(item.entry_id, held.story_id, "title", 1.0)
         return None
 
@@ -511,14 +521,14 @@ class StoryIndex:
             del self._stories[held.story_id]  # its centroid goes with it
         else:
             story.add(held, -1.0)
-        for term in held.vector.keys if held.vector.headline else ():
+        for term in held.keys if held.headline else ():
             posting = self._postings[term]
             posting[held.story_id] -= 1
             if posting[held.story_id] <= 0:
                 del posting[held.story_id]
                 if not posting:
                     del self._postings[term]
-        for lookup, key in ((self._by_url, held.canonical_url), (self._by_title, held.vector.title_key)):
+        for lookup, key in ((self._by_url, held.canonical_url), (self._by_title, held.title_key)):
             if key and key in lookup:
                 lookup[key].pop(entry_id, None)
                 if not lookup[key]:
