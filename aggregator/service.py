@@ -50,12 +50,12 @@ from .clustering import StoryClusterer
 from .config import Config, load_config
 from .errors import AggregatorError
 from .fetch import Fetcher
-from .models import FeedOutcome, FeedState, FetchResult, FetchStatus, PassSummary
+from .models import FeedOutcome, FeedState, FetchResult, PassSummary
 from .retention import prune_store
-from .schedule import FeedSchedule, Policy, next_wake, plan_next_fetch, select_due
+from .schedule import FeedSchedule, Policy, next_wake, select_due
 from .server import HttpServer, create_app, served_outputs
 from .store import PruneResult, Store, format_time
-from .update import publish_outputs, run_pass
+from .update import publish_outputs, record_next_fetch, run_pass
 
 __all__ = ["Service", "ServiceState"]
 
@@ -459,16 +459,13 @@ class Service:
         now = self._clock()
         schedule = schedules[state.feed_id]
         policy = self._policies.get(state.feed_id) or Policy.from_config(self.config)
-        failed = outcome.status is FetchStatus.FAILED
         self._fetches += 1
         self._unpublished |= bool(outcome.new or outcome.updated)
         if schedule.next_fetch_at is not None:
             started = now.timestamp() - result.elapsed_ms / 1000
             self._drift.append(started - schedule.next_fetch_at.timestamp())
         try:
-            entry_times = self.store.entry_times(state.feed_id) if policy.adaptive and not failed else ()
-            plan = plan_next_fetch(schedule, result, policy, now, self._rng, failed=failed, entry_times=entry_times)
-            moved = self.store.record_schedule(plan, now)
+            plan, moved = record_next_fetch(self.store, schedule, result, outcome, policy, now, self._rng)
         except AggregatorError as e:
             log.error("cannot store the schedule of %s: %s", state.url, e)
             return

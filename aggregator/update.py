@@ -14,6 +14,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,14 +30,23 @@ from .atomic import replace_file
 from .clustering import cluster_new_entries
 from .config import Config, OutputConfig
 from .dedup import term_vector
-from .errors import OutputError, ParseError
+from .errors import AggregatorError, OutputError, ParseError
 from .fetch import Fetcher
 from .models import Entry, FeedOutcome, FeedState, FetchResult, FetchStatus, OutputMeta, ParsedFeed, PassSummary
 from .normalize import identify, normalize_entry
 from .render import MEDIA_TYPES, render
+from .schedule import FeedSchedule, Plan, Policy, plan_next_fetch
 from .store import Store
 
-__all__ = ["output_meta", "prepare_result", "publish_outputs", "run_pass", "store_result"]
+__all__ = [
+    "next_fetch_recorder",
+    "output_meta",
+    "prepare_result",
+    "publish_outputs",
+    "record_next_fetch",
+    "run_pass",
+    "store_result",
+]
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +236,47 @@ def store_result(
     parsed, entries = prepared
     saved = store.save_feed(state, result, parsed, entries, now)
     return outcome(FetchStatus.OK, new=len(saved.new_ids), updated=saved.updated, error=parsed.warning)
+
+
+def record_next_fetch(
+    store: Store,
+    schedule: FeedSchedule,
+    result: FetchResult,
+    outcome: FeedOutcome,
+    policy: Policy,
+    now: datetime,
+    rng: random.Random,
+) -> tuple[Plan, str | None]:
+    """Plan a feed's next fetch from what it just answered (schedule.plan_next_fetch) and store the plan: its
+    time, a 410's disabling, a confirmed permanent redirect's move. Returns the plan and what storing it moved."""
+    failed = outcome.status is FetchStatus.FAILED
+    entry_times = store.entry_times(schedule.feed_id) if policy.adaptive and not failed else ()
+    plan = plan_next_fetch(schedule, result, policy, now, rng, failed=failed, entry_times=entry_times)
+    return plan, store.record_schedule(plan, now)
+
+
+def next_fetch_recorder(store: Store, config: Config, now: datetime) -> OnResult:
+    """An `on_result` for a one-shot pass: each feed's answer is recorded as the service records it, so a feed
+    that answers 410 is disabled (no later pass fetches it) and a permanent redirect seen three times moves it."""
+    policies = {feed.url: Policy.from_config(config, feed) for feed in config.feeds}
+    rng = random.Random()
+
+    def record(state: FeedState, result: FetchResult, outcome: FeedOutcome) -> None:
+        schedule = store.feed_schedule(state.feed_id)
+        if schedule is None:
+            return
+        policy = policies.get(result.url) or Policy.from_config(config)
+        try:
+            plan, moved = record_next_fetch(store, schedule, result, outcome, policy, now, rng)
+        except AggregatorError as e:  # the feed itself is stored; only its schedule is lost
+            log.error("cannot store the schedule of %s: %s", state.url, e)
+            return
+        if plan.disabled_reason is not None:
+            log.warning("disabled %s: %s (aggregator enable URL polls it again)", state.url, plan.disabled_reason)
+        if moved is not None:
+            log.warning("%s moved permanently to %s: fetching the new URL from now on", state.url, plan.move_to)
+
+    return record
 
 
 def output_meta(config: Config, output: OutputConfig) -> OutputMeta:

@@ -440,3 +440,21 @@ def test_update_skips_a_feed_the_service_disabled_until_it_is_enabled(tmp_path: 
     unknown = run_cli("enable", "https://nowhere.example/feed", config=config)
     assert unknown.exit_code != 0
     assert unknown.stderr == "error: https://nowhere.example/feed: no such feed in the store\n"
+
+
+def test_a_feed_that_answers_410_is_disabled_by_update_until_enabled(tmp_path: Path, feeds: FeedFiles) -> None:
+    alpha = feeds.serve("/a.xml", rss(RSS_A, "Alpha"))
+    feeds.server.expect_request("/gone.xml").respond_with_data("gone", status=410)
+    gone = feeds.server.url_for("/gone.xml")
+    config = write_config(tmp_path, [alpha, gone])
+    db = tmp_path / "aggregator.db"
+    first = update_json(config)
+    assert (first["feeds"], first["ok"], first["failed"]) == (2, 1, 1)
+    assert first["errors"] == [
+        {"url": gone, "error": "HTTP 410 GONE: the feed is gone for good"}
+    ]  # werkzeug's reason phrase
+    ((reason,),) = query(db, "SELECT disabled_reason FROM feeds WHERE url = ?", (gone,))
+    assert reason and "410" in reason
+    assert update_json(config)["feeds"] == 1  # not fetched again
+    assert run_cli("enable", gone, config=config).exit_code == 0
+    assert update_json(config)["failed"] == 1  # fetched again, and gone again

@@ -445,6 +445,11 @@ class Store:
 
     # --- scheduling (service.py, schedule.py) -------------------------------------------------------
 
+    def feed_schedule(self, feed_id: int) -> FeedSchedule | None:
+        """What scheduling knows of one feed (None if there is no such feed)."""
+        rows = self._rows("SELECT * FROM feeds WHERE id = ?", (feed_id,))
+        return schedule_from_row(rows[0]) if rows else None
+
     def due_feeds(
         self, now: datetime, *, limit: int | None = None, exclude: Iterable[int] = ()
     ) -> list[tuple[FeedState, FeedSchedule]]:
