@@ -32,7 +32,7 @@ from .models import FeedOutcome, FeedSource, FetchStatus, PassSummary, Story
 from .opml import opml_document
 from .retention import prune_store
 from .store import FeedHealth, Highlighted, SearchResult, Store, format_time
-from .update import next_fetch_recorder, publish_outputs, run_pass, write_atomically
+from .update import publish_outputs, run_pass, write_atomically
 
 __all__ = ["cli", "main"]
 
@@ -101,9 +101,7 @@ def update(obj: Context, as_json: bool) -> None:
     """Fetch every feed once, store new entries, cluster stories and write the outputs."""
     config = obj.config()
     with obj.store(config) as store, _progress(len(config.feeds), enabled=not as_json) as advance:
-        now = datetime.now(UTC)
-        recorder = next_fetch_recorder(store, config, now)  # 410s disable, permanent redirects move
-        summary = asyncio.run(run_pass(config, store, now, on_feed=advance, on_result=recorder))
+        summary = asyncio.run(run_pass(config, store, datetime.now(UTC), on_feed=advance))
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     else:

@@ -39,7 +39,6 @@ from .schedule import FeedSchedule, Plan, Policy, plan_next_fetch
 from .store import Store
 
 __all__ = [
-    "next_fetch_recorder",
     "output_meta",
     "prepare_result",
     "publish_outputs",
@@ -70,15 +69,21 @@ async def run_pass(
 ) -> PassSummary:
     """Update every configured feed (or just `feeds`), cluster new entries into stories, write the outputs.
 
+    Over the whole config (`feeds` None, a one-shot `aggregator update`), feeds the service disabled are left
+    out, and without an `on_result` each feed's answer is recorded as the service records it (410, moves).
+
     The service passes its long-lived `fetcher` (politeness limits and keep-alive span passes), and
     `finish=False` to cluster and publish itself, debounced across its many small passes.
     """
     started = time.perf_counter()
     if feeds is not None:
         states = list(feeds)
-    else:  # every configured feed but those the service disabled (`aggregator enable URL` brings one back)
-        disabled = store.disabled_feed_ids()
-        states = [s for s in store.sync_feeds(config.sources(), now).values() if s.feed_id not in disabled]
+    else:  # a one-shot pass over the config: every feed but the disabled ones, each answer recorded
+        synced = store.sync_feeds(config.sources(), now)
+        schedules = store.feed_schedules()  # as they were before this pass: what its plans start from
+        states = [state for state in synced.values() if not schedules[state.feed_id].disabled_reason]
+        if on_result is None:
+            on_result = _schedule_recorder(store, config, synced, schedules, now)
     outcomes: list[FeedOutcome] = []
     async with contextlib.AsyncExitStack() as stack:
         if fetcher is None:
@@ -195,17 +200,18 @@ def prepare_result(result: FetchResult, now: datetime, stored: Mapping[str, str]
         parsed = parse_feed(result.body, dict(result.headers, **{"content-location": base_url}))
     except ParseError as e:
         return e
-    entries, seen = [], set()
-    for item in parsed.entries:
-        guid, source = identify(item, base_url)
-        if guid in seen:  # a feed that repeats an id: the first occurrence wins (as Store.save_feed rules)
-            continue
-        seen.add(guid)
-        if stored and stored.get(guid) == source:
-            continue
-        entry = normalize_entry(item, base_url, now)
-        entries.append(replace(entry, terms=term_vector(entry.title, entry.summary_text, entry.canonical_url)))
-    return parsed, entries
+    items = list(parsed.entries)
+    if stored:  # identifying costs ~20 us an entry: only a feed with stored entries can repeat any
+        items, seen = [], set()
+        for item in parsed.entries:
+            guid, source = identify(item, base_url)
+            if guid in seen:  # a feed that repeats an id: the first occurrence wins (as Store.save_feed rules)
+                continue
+            seen.add(guid)
+            if stored.get(guid) != source:
+                items.append(item)
+    entries = [normalize_entry(item, base_url, now) for item in items]
+    return parsed, [replace(e, terms=term_vector(e.title, e.summary_text, e.canonical_url)) for e in entries]
 
 
 def store_result(
@@ -255,19 +261,18 @@ def record_next_fetch(
     return plan, store.record_schedule(plan, now)
 
 
-def next_fetch_recorder(store: Store, config: Config, now: datetime) -> OnResult:
-    """An `on_result` for a one-shot pass: each feed's answer is recorded as the service records it, so a feed
-    that answers 410 is disabled (no later pass fetches it) and a permanent redirect seen three times moves it."""
-    policies = {feed.url: Policy.from_config(config, feed) for feed in config.feeds}
+def _schedule_recorder(
+    store: Store, config: Config, states: dict[str, FeedState], schedules: dict[int, FeedSchedule], now: datetime
+) -> OnResult:
+    """The `on_result` of a one-shot pass: each answer is recorded as the service records it, so a feed that
+    answers 410 is disabled (no later pass fetches it) and a permanent redirect seen three times moves it."""
+    policies = {states[f.url].feed_id: Policy.from_config(config, f) for f in config.feeds if f.url in states}
     rng = random.Random()
 
     def record(state: FeedState, result: FetchResult, outcome: FeedOutcome) -> None:
-        schedule = store.feed_schedule(state.feed_id)
-        if schedule is None:
-            return
-        policy = policies.get(result.url) or Policy.from_config(config)
+        policy = policies.get(state.feed_id) or Policy.from_config(config)
         try:
-            plan, moved = record_next_fetch(store, schedule, result, outcome, policy, now, rng)
+            plan, moved = record_next_fetch(store, schedules[state.feed_id], result, outcome, policy, now, rng)
         except AggregatorError as e:  # the feed itself is stored; only its schedule is lost
             log.error("cannot store the schedule of %s: %s", state.url, e)
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import feedparser
@@ -458,3 +459,19 @@ def test_a_feed_that_answers_410_is_disabled_by_update_until_enabled(tmp_path: P
     assert update_json(config)["feeds"] == 1  # not fetched again
     assert run_cli("enable", gone, config=config).exit_code == 0
     assert update_json(config)["failed"] == 1  # fetched again, and gone again
+
+
+def test_update_backs_off_a_failing_feed_from_its_count_before_the_fetch(tmp_path: Path, feeds: FeedFiles) -> None:
+    # the plan starts from the feed as it was before this pass: a first failure waits one interval, a second two
+    feeds.server.expect_request("/down.xml").respond_with_data("down", status=500)
+    down = feeds.server.url_for("/down.xml")
+    config = write_config(tmp_path, [down], interval="30m", jitter=0)
+    db = tmp_path / "aggregator.db"
+    for failures, minutes in ((1, 30), (2, 60)):
+        assert update_json(config)["failed"] == 1
+        ((fetched_at, next_at, errors, reason),) = query(
+            db, "SELECT last_fetched_at, next_fetch_at, error_count, schedule_reason FROM feeds"
+        )
+        waited = datetime.fromisoformat(next_at) - datetime.fromisoformat(fetched_at)
+        assert (errors, reason) == (failures, "backoff")
+        assert timedelta(minutes=minutes) <= waited <= timedelta(minutes=minutes, seconds=2)

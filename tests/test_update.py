@@ -87,12 +87,17 @@ def test_entries_the_feed_repeats_unchanged_are_left_out() -> None:
     assert [e.guid for e in prepared[1]] == ["c", "b"]  # new, changed; "a" is as it was
 
 
-def test_a_repeated_id_keeps_its_first_occurrence_even_when_that_one_is_unchanged() -> None:
+def test_a_repeated_id_keeps_its_first_occurrence_even_when_that_one_is_unchanged(tmp_path: Path) -> None:
     stored = source_hashes(body(("a", "Harbour reopens")))
     repeated = body(("a", "Harbour reopens"), ("a", "A different story under the same id"))
     prepared = prepare_result(fetched(repeated), NOW, stored)
     assert isinstance(prepared, tuple)
     assert prepared[1] == []
+    # with nothing stored both come back, and storing them keeps the first
     fresh = prepare_result(fetched(repeated), NOW)
     assert isinstance(fresh, tuple)
-    assert [e.title for e in fresh[1]] == ["Harbour reopens"]
+    assert [e.title for e in fresh[1]] == ["Harbour reopens", "A different story under the same id"]
+    with Store.open(tmp_path / "a.db") as store:
+        state = store.sync_feeds([FeedSource(URL)], NOW)[URL]
+        store.save_feed(state, fetched(repeated), fresh[0], fresh[1], NOW)
+    assert query(tmp_path / "a.db", "SELECT guid, title FROM entries") == [("a", "Harbour reopens")]

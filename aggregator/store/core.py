@@ -161,11 +161,6 @@ class Store:
             )
         return {row["url"]: feed_state_from_row(row) for row in self._rows("SELECT * FROM feeds WHERE active = 1")}
 
-    def disabled_feed_ids(self) -> set[int]:
-        """Feeds the service stopped polling (410 Gone, moved onto another feed): no pass fetches them."""
-        rows = self.db.conn.execute("SELECT id FROM feeds WHERE disabled_reason IS NOT NULL")
-        return {feed_id for (feed_id,) in rows}
-
     def enable_feed(self, url: str, now: datetime) -> bool:
         """Poll a disabled feed again, from the next pass on, as if new; False when no feed has that URL."""
         with self.transaction():
@@ -203,6 +198,7 @@ class Store:
             changed_undated: list[tuple[Any, ...]] = []
             new_terms: dict[str, TermVector | None] = {}
             changed_terms: list[tuple[int, TermVector | None]] = []
+            resent: list[tuple[str, int]] = []
             seen: set[str] = set()
             for entry in entries:
                 if entry.guid in seen:  # a feed that repeats an id: the first occurrence wins
@@ -218,8 +214,9 @@ class Store:
                     (changed_rows if entry.dated else changed_undated).append((*entry_values(entry), old[0]))
                     changed_terms.append((old[0], entry.terms))
                 elif entry.source_hash and old[2] != entry.source_hash:  # the same content sent differently
-                    conn.execute("UPDATE entries SET source_hash = ? WHERE id = ?", (entry.source_hash, old[0]))
+                    resent.append((entry.source_hash, old[0]))
             conn.executemany(INSERT_ENTRY, new_rows)
+            conn.executemany("UPDATE entries SET source_hash = ? WHERE id = ?", resent)
             conn.executemany(UPDATE_ENTRY, changed_rows)
             # an undated entry keeps the dates it was first stored with: it is not news again for changing
             conn.executemany(UPDATE_UNDATED_ENTRY, [without_dates(row) for row in changed_undated])
@@ -445,10 +442,9 @@ class Store:
 
     # --- scheduling (service.py, schedule.py) -------------------------------------------------------
 
-    def feed_schedule(self, feed_id: int) -> FeedSchedule | None:
-        """What scheduling knows of one feed (None if there is no such feed)."""
-        rows = self._rows("SELECT * FROM feeds WHERE id = ?", (feed_id,))
-        return schedule_from_row(rows[0]) if rows else None
+    def feed_schedules(self) -> dict[int, FeedSchedule]:
+        """What scheduling knows of every active feed, by id (disabled ones included)."""
+        return {row["id"]: schedule_from_row(row) for row in self._rows("SELECT * FROM feeds WHERE active = 1")}
 
     def due_feeds(
         self, now: datetime, *, limit: int | None = None, exclude: Iterable[int] = ()
