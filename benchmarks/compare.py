@@ -106,20 +106,19 @@ def tree_pids(root: int) -> list[int]:
 def pss_kb(pid: int) -> int:
     """A process's proportional set size: its private pages plus its share of the pages it shares (a forked
     worker shares most of its parent's), so a sum over a process tree counts every page once."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return _proc_kb(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def hwm_kb(pid: int) -> int:
     """A process's peak RSS so far (VmHWM; unlike wait4's ru_maxrss, not inherited from the parent at fork)."""
+    return _proc_kb(f"/proc/{pid}/status", "VmHWM:")
+
+
+def _proc_kb(path: str, field: str) -> int:
+    """The kB value of `field` in a /proc file; 0 when the process is gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1])
     except OSError:
         pass

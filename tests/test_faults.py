@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +49,18 @@ def rss(name: str, count: int, size: int = 0, start: int = 0) -> str:
 
 def integrity(db: Path) -> str:
     return str(query(db, "PRAGMA integrity_check")[0][0])
+
+
+def failed_pass(config_path: Path, db: Path, prepare: Callable[[sqlite3.Connection], object]) -> StoreError:
+    """The StoreError of a pass over a store whose connection `prepare` set up (a pragma that makes writes fail)."""
+    store = Store.open(db)
+    prepare(store.db.conn)
+    try:
+        with pytest.raises(StoreError) as error:
+            pass_with(config_path, store)
+    finally:
+        store.close()
+    return error.value
 
 
 def pass_with(config_path: Path, store: Store) -> Any:
@@ -194,14 +206,8 @@ def test_a_read_only_connection_fails_cleanly(two_feeds: Any, tmp_path: Path) ->
     # the SQLite view of a read-only database; the next test makes the folder really read-only
     config, _ = two_feeds
     db = tmp_path / "aggregator.db"
-    store = Store.open(db)
-    store.db.conn.execute("PRAGMA query_only = ON")
-    try:
-        with pytest.raises(StoreError) as error:
-            pass_with(config, store)
-    finally:
-        store.close()
-    assert str(error.value) == (
+    error = failed_pass(config, db, lambda conn: conn.execute("PRAGMA query_only = ON"))
+    assert str(error) == (
         f"{db}: attempt to write a readonly database: the database file or its folder is read-only; nothing was written"
     )
 
@@ -233,15 +239,13 @@ def test_a_full_database_stops_the_pass_with_nothing_half_written(feeds: FeedFil
     big = feeds.serve("/big.xml", rss("big", 50, size=20_000))
     config = write_config(tmp_path, [small, big], fetch={"concurrency": 1})
     db = tmp_path / "aggregator.db"
-    store = Store.open(db)
-    pages = store.db.conn.execute("PRAGMA page_count").fetchone()[0]
-    store.db.conn.execute(f"PRAGMA max_page_count = {pages + 40}")
-    try:
-        with pytest.raises(StoreError) as error:
-            pass_with(config, store)
-    finally:
-        store.close()
-    assert str(error.value) == (
+
+    def cap(conn: sqlite3.Connection) -> None:
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        conn.execute(f"PRAGMA max_page_count = {pages + 40}")
+
+    error = failed_pass(config, db, cap)
+    assert str(error) == (
         f"{db}: database or disk is full: disk full; the last transaction was rolled back, free some space "
         "and run again"
     )
