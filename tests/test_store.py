@@ -1,4 +1,4 @@
-"""store.py: schema, migrations, WAL, per-feed transactions and the queries' indexes."""
+"""aggregator/store: schema, migrations, WAL, per-feed transactions, stored term vectors, the queries' indexes."""
 
 from __future__ import annotations
 
