@@ -511,7 +511,8 @@ def add_command(
         raise QueryError(f"{url} is already in {obj.config_path}")
     from .subscriptions import add_feeds, discover_feed  # ruamel.yaml and the parsers: only these commands
 
-    found = asyncio.run(discover_feed(url, config.fetch, allow_private_addresses=allow_private))
+    private = allow_private and config.allow_private_addresses  # feeds.yaml's false wins over the option
+    found = asyncio.run(discover_feed(url, config.fetch, allow_private_addresses=private))
     source = FeedSource(url=found.url, title=title or None, tags=tuple(dict.fromkeys(tags)))
     add_feeds(obj.config_path, [source])
     if as_json:
@@ -550,13 +551,14 @@ def enable_command(obj: Context, url: str) -> None:
 @cli.command("import-opml")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print what was added and skipped as JSON.")
+@click.option("--allow-private", is_flag=True, help="Import feeds on loopback or private network addresses too.")
 @click.pass_obj
 @_reports_errors
-def import_opml_command(obj: Context, file: str, as_json: bool) -> None:
+def import_opml_command(obj: Context, file: str, as_json: bool, allow_private: bool) -> None:
     """Add the feeds of an OPML file (folders become tags); feeds already subscribed are skipped."""
     from .subscriptions import import_opml
 
-    result = import_opml(obj.config_path, file)
+    result = import_opml(obj.config_path, file, allow_private=allow_private)
     if as_json:
         added = [{"url": f.url, "title": f.title, "tags": list(f.tags)} for f in result.added]
         skipped = [{"url": url, "reason": reason} for url, reason in result.skipped]

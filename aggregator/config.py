@@ -56,13 +56,21 @@ def _check_http_url(url: str) -> str:
 
 
 def address_problem(address: str) -> str | None:
-    """Why an IP address is not a public internet address ("a loopback address", ...), or None if it is."""
+    """Why an IP address is not a public internet address ("a loopback address", ...), or None if it is.
+
+    An IPv6 address that carries an IPv4 one (IPv4-mapped `::ffff:`, 6to4 `2002::/16`, NAT64 `64:ff9b::/96`)
+    is judged by the IPv4 address it leads to: `2002:7f00:1::` is loopback. Teredo (`2001::/32`) and the other
+    special ranges are never public.
+    """
     try:
         ip = ipaddress.ip_address(address.strip("[]").split("%")[0])
     except ValueError:
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    where = ""
+    embedded = _embedded_ipv4(ip)
+    if embedded is not None:
+        where = f", inside the {embedded[1]} address {ip}" if embedded[1] else ""
+        ip = embedded[0]
     for kind, flag in (
         ("a loopback address", ip.is_loopback),
         ("an unspecified address", ip.is_unspecified),
@@ -72,7 +80,23 @@ def address_problem(address: str) -> str | None:
         ("a reserved address", ip.is_reserved or not ip.is_global),
     ):
         if flag:
-            return f"{kind} ({ip})"
+            return f"{kind} ({ip}{where})"
+    return None
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix: the last 32 bits are IPv4
+
+
+def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, str] | None:
+    """The IPv4 address an IPv6 address leads to, and the kind of embedding ("" for IPv4-mapped); else None."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped, ""
+    if ip.sixtofour is not None:
+        return ip.sixtofour, "6to4"
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), "NAT64"
     return None
 
 

@@ -9,15 +9,22 @@ message; nothing here raises for a bad feed. Every server is a stranger, so ever
   bounded steps, so a gzip or deflate bomb stops at the cap instead of inflating in memory;
 - redirects are followed by hand, at most MAX_REDIRECTS, only to http(s) URLs, without reading the bodies of
   the redirect responses;
-- host names are resolved by us before connecting, so the address actually dialled can be checked against
-  `allow_private_addresses` (a redirect to 127.0.0.1 is caught too), and a DNS failure reads as one.
+- host names are resolved by us before connecting, so the address actually dialled can be checked, and a DNS
+  failure reads as one. A feed may reach a loopback, private, link-local or reserved address only at the host
+  feeds.yaml names for it, and only with `allow_private_addresses` true: every other connection (a redirect
+  to another host, whatever its DNS answers) goes through a client that dials public addresses only, so a
+  public feed can never lead us into the local network. Connections of the two never share a pool.
+- proxies from the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) are not used, and a warning says so: a
+  proxy would dial addresses we cannot check.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import os
+import re
 import select
 import socket
 import ssl
@@ -28,6 +35,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 from urllib.parse import urljoin, urlsplit
+from urllib.request import getproxies
 
 import httpcore
 import httpx
@@ -38,6 +46,8 @@ from .errors import FetchError
 from .models import FeedState, FetchResult, FetchStatus
 
 __all__ = ["MAX_REDIRECTS", "USER_AGENT", "Fetcher"]
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = f"aggregator/{__version__} (news feed aggregator; +https://pypi.org/project/aggregator/)"
 MAX_REDIRECTS = 5
@@ -56,32 +66,46 @@ _INFLATE_STEP = 64 * 1024
 
 
 class Fetcher:
-    """Fetches feeds with bounded concurrency overall and per host; use as an async context manager."""
+    """Fetches feeds with bounded concurrency overall and per host; use as an async context manager.
+
+    `allow_private_addresses` has no default, so no caller can forget it: the config's setting for the feeds
+    of feeds.yaml, False for a URL someone typed or imported unless they said otherwise.
+    """
 
     def __init__(
         self,
         settings: FetchSettings,
         transport: httpx.AsyncBaseTransport | None = None,
         *,
-        allow_private_addresses: bool = True,
+        allow_private_addresses: bool,
     ) -> None:
         self.settings = settings
+        self.allow_private_addresses = allow_private_addresses
         if transport is None:
-            transport = _guarded_transport(settings, allow_private_addresses)
-        self._client = httpx.AsyncClient(
-            transport=transport,
-            follow_redirects=False,  # followed by hand in _get: capped, checked, bodies unread
-            timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-            headers={
-                "User-Agent": settings.user_agent or USER_AGENT,
-                "Accept": _ACCEPT,
-                "Accept-Encoding": _ACCEPT_ENCODING,
-            },
-        )
+            _warn_about_proxies()
+            self._public = self._client(_guarded_transport(settings, private_ok=False))
+            inside = _guarded_transport(settings, private_ok=True) if allow_private_addresses else None
+            self._inside = self._client(inside) if inside is not None else self._public
+        else:  # a test's or an embedder's transport: the network is theirs, nothing here to guard
+            self._public = self._inside = self._client(transport)
         self._overall = asyncio.Semaphore(settings.concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._host_turns: dict[str, asyncio.Lock] = {}
         self._host_next_start: dict[str, float] = {}
+
+    def _client(self, transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=transport,
+            follow_redirects=False,  # followed by hand in _get: capped, checked, bodies unread
+            event_hooks={"response": [_hold_location]},
+            trust_env=False,  # no proxy from the environment (see _warn_about_proxies), no .netrc
+            timeout=httpx.Timeout(self.settings.read_timeout, connect=self.settings.connect_timeout),
+            headers={
+                "User-Agent": self.settings.user_agent or USER_AGENT,
+                "Accept": _ACCEPT,
+                "Accept-Encoding": _ACCEPT_ENCODING,
+            },
+        )
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -89,16 +113,23 @@ class Fetcher:
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._client.aclose()
+        await self._public.aclose()
+        if self._inside is not self._public:
+            await self._inside.aclose()
 
-    async def fetch(self, state: FeedState) -> FetchResult:
-        """GET one feed, conditionally on what `state` remembers; never raises for a bad feed."""
+    async def fetch(self, state: FeedState, *, named_url: str | None = None) -> FetchResult:
+        """GET one feed, conditionally on what `state` remembers; never raises for a bad feed.
+
+        Only the host of `named_url` (default: the feed's own URL, as feeds.yaml names it) may be on a private
+        network, and only when private addresses are allowed; `aggregator add` names the URL that was typed,
+        so a page cannot advertise a feed on another host of the local network.
+        """
         host = urlsplit(state.url).hostname or ""
         per_host = self._hosts.setdefault(host, asyncio.Semaphore(self.settings.per_host))
         async with per_host:
             await self._wait_for_turn(host)
             async with self._overall:
-                return await self._fetch_now(state)
+                return await self._fetch_now(state, _host_of(named_url or state.url))
 
     async def _wait_for_turn(self, host: str) -> None:
         """Keep `min_host_spacing` seconds between the starts of two requests to one host."""
@@ -112,12 +143,12 @@ class Fetcher:
                 await asyncio.sleep(wait)
             self._host_next_start[host] = loop.time() + spacing
 
-    async def _fetch_now(self, state: FeedState) -> FetchResult:
+    async def _fetch_now(self, state: FeedState, own_host: str | None) -> FetchResult:
         started = time.perf_counter()
         progress = _Progress()
         try:
             async with asyncio.timeout(self.settings.deadline):
-                result = await self._get(state, progress)
+                result = await self._get(state, own_host, progress)
         except FetchError as e:
             result = FetchResult(state.url, FetchStatus.FAILED, http_status=e.http_status, error=str(e))
         except TimeoutError:
@@ -130,7 +161,7 @@ class Fetcher:
             )
         return replace(result, elapsed_ms=(time.perf_counter() - started) * 1000)
 
-    async def _get(self, state: FeedState, progress: _Progress) -> FetchResult:
+    async def _get(self, state: FeedState, own_host: str | None, progress: _Progress) -> FetchResult:
         headers = {}
         if state.etag:
             headers["If-None-Match"] = state.etag
@@ -140,20 +171,25 @@ class Fetcher:
         chain: list[str] = [url]
         statuses: list[int] = []
         while True:
+            redirected = len(chain) > 1
+            # the feed's own host may be inside (if allowed); any other host is dialled by the public client
+            client = self._inside if own_host is not None and _host_of(url) == own_host else self._public
+            _check_host(url, redirected)
             try:
-                request = self._client.build_request("GET", url, headers=headers)
-            except httpx.InvalidURL as e:
-                raise FetchError(f"invalid URL {url[:200]!r}: {_reason(e)}") from None
-            try:
-                response = await self._client.send(request, stream=True)
+                request = client.build_request("GET", url, headers=headers)
+                response = await client.send(request, stream=True)
+            except _Refused as e:
+                raise FetchError(self._refusal(e, url if redirected else None, own_host)) from None
             except httpx.HTTPError as e:
                 raise FetchError(self._transport_message(e, progress)) from None
-            except httpx.InvalidURL as e:  # httpx prepares the next request of a redirect even when not asked to
-                raise FetchError(f"redirect to an invalid URL: {_reason(e)}") from None
+            except (httpx.InvalidURL, UnicodeError, ValueError) as e:  # idna rejects some hosts only when used
+                where = "redirect to an invalid URL" if redirected else "invalid URL"
+                raise FetchError(f"{where} {url[:200]!r}: {_reason(e)}") from None
             try:
                 progress.status = response.status_code
-                if response.status_code in _REDIRECTS and "location" in response.headers:
-                    url = _redirect_target(url, response.headers["location"], chain)
+                location = response.extensions.get(_LOCATION)
+                if location is not None:
+                    url = _redirect_target(url, location, chain)
                     chain.append(url)
                     statuses.append(response.status_code)
                     continue  # the redirect's body is never read; `finally` closes the response
@@ -162,6 +198,12 @@ class Fetcher:
                 raise FetchError(self._transport_message(e, progress), response.status_code) from None
             finally:
                 await response.aclose()
+
+    def _refusal(self, refused: _Refused, redirect: str | None, own_host: str | None) -> str:
+        where = f"redirect to {redirect[:200]}: " if redirect else ""
+        if not self.allow_private_addresses:
+            return f"refused: {where}{refused.what}, and allow_private_addresses is false"
+        return f"refused: {where}{refused.what}; only the feed's own host ({own_host}) may be on a private network"
 
     async def _finish(
         self, state: FeedState, response: httpx.Response, redirects: list[int], progress: _Progress
@@ -224,6 +266,10 @@ class Fetcher:
             if tls is not None:
                 return f"TLS handshake failed: {_reason(tls)}"
             return f"cannot connect: {_os_reason(error) or reason}"
+        if isinstance(error, httpx.RemoteProtocolError) and not reason.startswith(_DISCONNECTED):
+            if "b'location:" in reason.lower():  # h11 refuses a whole response for a Location line it cannot read
+                return f"redirect to an invalid URL: the server sent an {reason}"
+            return f"invalid HTTP response ({progress.describe()}): {reason}"
         if isinstance(error, httpx.RemoteProtocolError | httpx.ReadError):
             if progress.status is None:
                 return f"connection lost before a response: {reason}"
@@ -231,6 +277,10 @@ class Fetcher:
         if isinstance(error, httpx.UnsupportedProtocol):
             return f"unsupported URL: {reason}"
         return f"{type(error).__name__}: {reason}"
+
+
+# How httpcore and h11 word a peer that hung up, as opposed to one that sent something invalid.
+_DISCONNECTED = ("Server disconnected", "peer closed connection")
 
 
 @dataclass(slots=True)
@@ -302,17 +352,28 @@ class _Inflater:
                 yield rest
 
 
+class _Refused(FetchError):
+    """A connection that may dial public addresses only was about to dial another kind."""
+
+    def __init__(self, host: str, address: str, problem: str) -> None:
+        verb = "is" if host.strip("[]") == address else "resolves to"
+        self.what = f"{host} {verb} {problem}"
+        super().__init__(f"refused: {self.what}")
+
+
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend with our own name resolution in front of every connection.
 
     Resolving here lets us check the address we are about to dial (DNS names included, and every redirect)
-    against `allow_private_addresses`, answer names under `.invalid` at once as RFC 6761 asks, and report a
-    DNS failure as one. The TLS layer still verifies the certificate against the host name, not the address.
+    when only public addresses may be dialled (`private_ok` False), answer names under `.invalid` at once as
+    RFC 6761 asks, and report a DNS failure as one. The address checked is the address dialled, so a DNS
+    answer that changes between two lookups (rebinding) changes nothing. The TLS layer still verifies the
+    certificate against the host name, not the address.
     """
 
-    def __init__(self, allow_private_addresses: bool) -> None:
+    def __init__(self, private_ok: bool) -> None:
         self._inner = httpcore.AnyIOBackend()
-        self._allow_private = allow_private_addresses
+        self._private_ok = private_ok
 
     async def connect_tcp(
         self,
@@ -323,12 +384,11 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         addresses = await _resolve(host, port)
-        if not self._allow_private:
+        if not self._private_ok:
             for address in addresses:
                 problem = address_problem(address)
                 if problem:
-                    verb = "is" if host.strip("[]") == address else "resolves to"
-                    raise FetchError(f"refused: {host} {verb} {problem}, and allow_private_addresses is false")
+                    raise _Refused(host, address, problem)
         last: Exception | None = None
         for address in addresses:
             try:
@@ -419,16 +479,73 @@ async def _resolve(host: str, port: int) -> list[str]:
     return addresses
 
 
-def _guarded_transport(settings: FetchSettings, allow_private_addresses: bool) -> httpx.AsyncHTTPTransport:
+def _guarded_transport(settings: FetchSettings, *, private_ok: bool) -> httpx.AsyncHTTPTransport:
     transport = httpx.AsyncHTTPTransport(
         limits=httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
     )
     pool = transport._pool
-    if not isinstance(pool, httpcore.AsyncConnectionPool):  # pragma: no cover - a proxy from the environment
-        return transport
+    if not isinstance(pool, httpcore.AsyncConnectionPool):  # pragma: no cover - an httpx that changed inside
+        raise TypeError(f"cannot guard the addresses this httpx dials: its pool is a {type(pool).__name__}")
     # httpx has no parameter for the network backend; its pool takes one, and reads it per connection.
-    pool._network_backend = _GuardedBackend(allow_private_addresses)
+    pool._network_backend = _GuardedBackend(private_ok)
     return transport
+
+
+def _warn_about_proxies() -> None:
+    """Say so when the environment names a proxy: we never use one, since it would dial what we cannot check."""
+    proxies = {scheme for scheme in ("http", "https", "all") if getproxies().get(scheme)}
+    if proxies:
+        names = ", ".join(f"{scheme.upper()}_PROXY" for scheme in sorted(proxies))
+        log.warning(
+            "ignoring %s from the environment: feeds are fetched directly, so that every address dialled can be "
+            "checked (a proxy would resolve and dial names itself)",
+            names,
+        )
+
+
+# Where _hold_location puts a redirect's Location header.
+_LOCATION = "aggregator.location"
+
+
+async def _hold_location(response: httpx.Response) -> None:
+    """Take a redirect's Location away from httpx before it prepares the next request we never send.
+
+    httpx parses the target of every redirect, even with follow_redirects off, and some hosts (`xn--a.com`)
+    make it raise an IDNA error from inside `send`; _redirect_target checks the target instead.
+    """
+    if response.status_code in _REDIRECTS and "location" in response.headers:
+        response.extensions[_LOCATION] = response.headers["location"]
+        del response.headers["location"]
+
+
+def _host_of(url: str) -> str | None:
+    """A URL's host for comparison: lowercase, without a trailing dot; None when it has none."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host.rstrip(".") if host else None
+
+
+# One label of a host name as resolvers accept it (underscores occur in real names; IDNA is already encoded).
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
+
+
+def _check_host(url: str, redirected: bool) -> None:
+    """Refuse a URL whose host no resolver could answer (a space, an empty label, bad IDNA) before any lookup."""
+    try:
+        parsed = httpx.URL(url)
+        parsed.host  # noqa: B018 - httpx decodes IDNA labels only when asked, and raises for bad ones (xn--a.com)
+        host = parsed.raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeError, ValueError) as e:
+        problem: str | None = _reason(e)
+    else:
+        labels = host.removesuffix(".").split(".")
+        valid = ":" in host or (len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels))
+        problem = None if valid else "not a valid host name"  # IPv6 literals (":") httpx has checked
+    if problem is not None:
+        where = "redirect to an invalid URL" if redirected else "invalid URL"
+        raise FetchError(f"{where} {url[:200]!r}: {problem}")
 
 
 def _redirect_target(current: str, location: str, chain: list[str]) -> str:

@@ -2,7 +2,8 @@
 
 Reading is defensive because an OPML file comes from elsewhere (another reader's export, a web page): the
 size is capped before parsing, a document that declares entities or a DTD is refused (billion laughs, XXE),
-no network is touched, and libxml2's default depth limit (256, `huge_tree=False`) stops a document nested
+in whatever encoding it comes (it is decoded first, checked, and parsed as the UTF-8 that was checked), no
+network is touched, and libxml2's default depth limit (256, `huge_tree=False`) stops a document nested
 1,000 levels deep; outlines nested deeper than MAX_OUTLINE_DEPTH are refused too. Folders (outlines
 without `xmlUrl`) become tags, as do the `category` attribute's entries; a feed listed twice is kept once
 and the repeat reported.
@@ -14,6 +15,7 @@ calls it too.
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -63,12 +65,14 @@ def parse_opml(data: bytes, source: str = "OPML") -> OpmlFeeds:
     """The feeds of an OPML document (any version); ConfigError naming `source` when it is not OPML."""
     if not data.strip():
         raise ConfigError(f"{source}: empty file, not an OPML document")
+    text = _decoded(data, source)
     # libxml2 expands internal entities in attribute values even with resolve_entities=False, and OPML
-    # never needs them: a document that declares any is refused before parsing (billion laughs).
-    if b"<!ENTITY" in data:
+    # never needs them: a document that declares any is refused before parsing (billion laughs). The check
+    # reads the decoded text, so UTF-16 or UTF-32 (`<\0!\0E\0...`) cannot hide a declaration from it.
+    if "<!ENTITY" in text:
         raise ConfigError(f"{source}: declares XML entities, which OPML never needs; not read")
     try:
-        root = etree.fromstring(data, safe_parser())
+        root = etree.fromstring(_as_utf8(text), safe_parser())
     except etree.XMLSyntaxError as e:
         message = re.sub(r"\s*\(<string>, line \d+\)$", "", str(e))
         if "depth" in message.lower():
@@ -103,6 +107,49 @@ def parse_opml(data: bytes, source: str = "OPML") -> OpmlFeeds:
         tags = tuple(dict.fromkeys(tag for tag in (*folders, *categories) if tag))
         feeds.append(FeedSource(url=url, title=None if title == url else title, tags=tags))
     return OpmlFeeds(tuple(feeds), tuple(skipped))
+
+
+# Byte order marks, longest first (UTF-32-LE's starts like UTF-16-LE's); the codecs named drop them.
+_BOMS = (
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+)
+# XML 1.0 appendix F: how a document without a BOM starts ("<?" in each encoding).
+_STARTS = (
+    (b"\x00\x00\x00<", "utf-32-be"),
+    (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\x00<\x00?", "utf-16-be"),
+    (b"<\x00?\x00", "utf-16-le"),
+    (b"\x4c\x6f\xa7\x94", "cp037"),  # EBCDIC: the declaration read in cp037 names the exact code page
+)
+_DECLARED = re.compile(r"""\A<\?xml[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._:-]+)["']""")
+
+
+def _decoded(data: bytes, source: str) -> str:
+    """The document as text, decoded as an XML parser would: by its BOM, its first bytes, its declaration."""
+    codec = next((name for bom, name in _BOMS if data.startswith(bom)), None)
+    if codec is None:
+        family = next((name for start, name in _STARTS if data.startswith(start)), None)
+        declared = _DECLARED.match(data[:200].decode(family or "latin-1", "replace"))
+        codec = family if family in ("utf-32-be", "utf-32-le", "utf-16-be", "utf-16-le") else None
+        codec = codec or (declared.group(1) if declared else family or "utf-8")
+    try:
+        return data.decode(codec)
+    except LookupError:
+        raise ConfigError(f"{source}: not an OPML document (unknown encoding {codec!r})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{source}: not an OPML document (not valid {codec} at byte {e.start:,})") from None
+
+
+def _as_utf8(text: str) -> bytes:
+    """The decoded document as UTF-8 bytes, its declaration saying so, for lxml to parse exactly what we checked."""
+    declared = _DECLARED.match(text)
+    if declared is not None:
+        text = text[: declared.start(1)] + "UTF-8" + text[declared.end(1) :]
+    return text.encode("utf-8")
 
 
 def _outlines(body: etree._Element, source: str) -> Iterator[tuple[etree._Element, tuple[str, ...]]]:

@@ -195,7 +195,7 @@ class Service:
             self._store.close()
             raise
         if self.polls:
-            self._fetcher = Fetcher(config.fetch, self._transport)
+            self._fetcher = self._new_fetcher(config)
         self._started_at = self._clock()
         self.state = ServiceState.OPEN
 
@@ -339,8 +339,9 @@ class Service:
             after = {feed.url for feed in config.feeds}
             now = self._clock()
             self._apply_config(config, now)
-            if self._fetcher is not None and config.fetch != old.fetch:
-                self._replace_fetcher(Fetcher(config.fetch, self._transport))
+            fetching = (config.fetch, config.allow_private_addresses)
+            if self._fetcher is not None and fetching != (old.fetch, old.allow_private_addresses):
+                self._replace_fetcher(self._new_fetcher(config))
             log.info(
                 "config reloaded: %d feeds (%d added, %d removed)",
                 len(after),
@@ -360,6 +361,9 @@ class Service:
             states[feed.url].feed_id: Policy.from_config(config, feed) for feed in config.feeds if feed.url in states
         }
         self._config = config
+
+    def _new_fetcher(self, config: Config) -> Fetcher:
+        return Fetcher(config.fetch, self._transport, allow_private_addresses=config.allow_private_addresses)
 
     def _replace_fetcher(self, fetcher: Fetcher) -> None:
         old, self._fetcher = self._fetcher, fetcher

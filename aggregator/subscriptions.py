@@ -30,7 +30,7 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from .atomic import replace_file
-from .config import Config, FetchSettings, load_config, parse_config_text
+from .config import Config, FetchSettings, load_config, parse_config_text, url_host_problem
 from .errors import ConfigError, FeedError, FetchError, ParseError, QueryError
 from .fetch import Fetcher
 from .models import FeedSource, FeedState, FetchResult, FetchStatus, ParsedFeed
@@ -83,7 +83,8 @@ async def discover_feed(
     """Find the feed behind `url` (a feed or a web page) and check it parses; FeedError when there is none.
 
     Private and loopback addresses are refused unless allowed: a URL typed at the terminal should not make
-    the aggregator probe the local network.
+    the aggregator probe the local network. Allowed, they are still reached only at the host of `url`: a page
+    cannot send us to a feed on another host of the local network.
     """
     _check_url(url)
     async with Fetcher(settings, transport, allow_private_addresses=allow_private_addresses) as fetcher:
@@ -106,7 +107,7 @@ async def discover_feed(
         for candidate, how in candidates.items():
             if candidate in (url, base):
                 continue
-            result = await fetcher.fetch(FeedState(feed_id=0, url=candidate))
+            result = await fetcher.fetch(FeedState(feed_id=0, url=candidate), named_url=url)
             if result.status is not FetchStatus.OK:
                 tried.append(f"{candidate}: {result.error}")
                 continue
@@ -187,16 +188,35 @@ def remove_feed(config_path: str | Path, url: str) -> FeedSource:
     return sources[index]
 
 
-def import_opml(config_path: str | Path, opml_path: str | Path) -> OpmlImport:
-    """Add the feeds of an OPML file that feeds.yaml does not have yet; report the others as skipped."""
+def import_opml(config_path: str | Path, opml_path: str | Path, *, allow_private: bool = False) -> OpmlImport:
+    """Add the feeds of an OPML file that feeds.yaml does not have yet; report the others as skipped.
+
+    An OPML file comes from elsewhere, so as with `add`, a feed whose host is a loopback, private or link-local
+    address (127.0.0.1, [::1], 169.254.169.254, localhost) is skipped unless `allow_private`; feeds.yaml's
+    `allow_private_addresses: false` refuses them even then. Names are checked when dialled, not here.
+    """
     listed = read_opml(opml_path)
     path = Path(config_path)
     _, old = _read(path)
     known = {feed.url for feed in old.feeds}
-    added = tuple(feed for feed in listed.feeds if feed.url not in known)
-    skipped = listed.skipped + tuple((feed.url, "already subscribed") for feed in listed.feeds if feed.url in known)
+    added: list[FeedSource] = []
+    skipped = list(listed.skipped)
+    for feed in listed.feeds:
+        problem = None if allow_private and old.allow_private_addresses else url_host_problem(feed.url)
+        if feed.url in known:
+            skipped.append((feed.url, "already subscribed"))
+        elif problem is not None:
+            skipped.append((feed.url, _private_reason(problem, old)))
+        else:
+            added.append(feed)
     add_feeds(path, added)
-    return OpmlImport(added=added, skipped=skipped)
+    return OpmlImport(added=tuple(added), skipped=tuple(skipped))
+
+
+def _private_reason(problem: str, config: Config) -> str:
+    if not config.allow_private_addresses:
+        return f"its host is {problem}, and allow_private_addresses is false in feeds.yaml"
+    return f"its host is {problem}; use --allow-private to import it"
 
 
 def _read(path: Path) -> tuple[str, Config]:
