@@ -25,7 +25,6 @@ thread with its own connection, so polling and serving go on while stories are c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -36,7 +35,7 @@ import statistics
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -73,6 +72,9 @@ PRUNE_EVERY = 24 * 3600.0
 FIRST_PRUNE_AFTER = 600.0
 # Recent differences between planned and actual fetch starts, reported by /health.
 DRIFT_SAMPLES = 10_000
+# When the store cannot plan (a database error, a bug), the clock looks again and the feeds left unplanned are
+# fetched again this many seconds later (or `min_interval`, if shorter), instead of at once and in a loop.
+RETRY_AFTER_ERROR = 30.0
 
 Clock = Callable[[], datetime]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -142,7 +144,8 @@ class Service:
         self._http: HttpServer | None = None
         self._policies: dict[int, Policy] = {}
         self._config_stamp: tuple[int, int] | None = None
-        self._in_flight: set[int] = set()
+        self._in_flight: dict[int, str] = {}  # feed id -> URL, from the pass's start to its plan being stored
+        self._held: dict[int, datetime] = {}  # feeds whose plan could not be stored: not due before then
         self._passes: set[asyncio.Task[PassSummary]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._stop_requested = asyncio.Event()
@@ -222,7 +225,7 @@ class Service:
                 max_instances=1,
             )
         if self.polls:
-            first = utc_now() + timedelta(seconds=FIRST_PRUNE_AFTER)
+            first = self._clock() + timedelta(seconds=FIRST_PRUNE_AFTER)
             self._scheduler.add_job(
                 self._prune_job, "interval", seconds=PRUNE_EVERY, next_run_time=first, id="prune", coalesce=True
             )
@@ -306,7 +309,9 @@ class Service:
         finally:
             forced.cancel()
         if running:
-            log.warning("cancelling %d feeds still in flight", len(self._in_flight))
+            log.warning(
+                "cancelling %d feeds still in flight: %s", len(self._in_flight), _some(self._in_flight.values())
+            )
             for task in running:
                 task.cancel()
             await asyncio.wait(running, timeout=5.0)
@@ -350,7 +355,7 @@ class Service:
                 extra={"event": "reload", "feeds": len(after)},
             )
             if self.state is ServiceState.RUNNING and self.polls:
-                self._wake_at(now)
+                self._plan_next_look(now)
             return True
         finally:
             self._reloading = False
@@ -408,11 +413,13 @@ class Service:
         room = MAX_IN_FLIGHT - len(self._in_flight)
         if room <= 0:
             return []
+        self._held = {feed_id: until for feed_id, until in self._held.items() if until > now}
+        busy = self._in_flight.keys() | self._held.keys()
         holds = self.store.host_holds(now)
-        candidates = self.store.due_feeds(now, limit=None if holds else room, exclude=self._in_flight)
+        candidates = self.store.due_feeds(now, limit=None if holds else room, exclude=busy)
         states = {schedule.feed_id: state for state, schedule in candidates}
-        chosen = select_due([s for _, s in candidates], now, blocked_hosts=holds, exclude=self._in_flight, limit=room)
-        self._in_flight.update(s.feed_id for s in chosen)
+        chosen = select_due([s for _, s in candidates], now, blocked_hosts=holds, exclude=busy, limit=room)
+        self._in_flight.update((s.feed_id, states[s.feed_id].url) for s in chosen)
         return [(states[s.feed_id], s) for s in chosen]
 
     async def _pass(
@@ -432,8 +439,12 @@ class Service:
                 on_result=lambda state, result, outcome: self._after_fetch(schedules, state, result, outcome),
                 finish=False,
             )
+        except Exception:
+            self._hold(self._in_flight.keys() & schedules.keys())  # fetched or not, never planned: not again at once
+            raise
         finally:
-            self._in_flight.difference_update(schedules)
+            for feed_id in schedules:
+                self._in_flight.pop(feed_id, None)
         if debounce:
             self._request_publish()
         self._last_pass = {
@@ -470,11 +481,15 @@ class Service:
             self._drift.append(started - schedule.next_fetch_at.timestamp())
         try:
             plan, moved = record_next_fetch(self.store, schedule, result, outcome, policy, now, self._rng)
-        except AggregatorError as e:
-            log.error("cannot store the schedule of %s: %s", state.url, e)
+        except Exception as e:
+            if isinstance(e, AggregatorError):
+                log.error("cannot store the schedule of %s: %s", state.url, e)
+            else:
+                log.exception("cannot store the schedule of %s: an unexpected error (a bug)", state.url)
+            self._hold([state.feed_id])
             return
         finally:
-            self._in_flight.discard(state.feed_id)  # stored and planned: no longer due
+            self._in_flight.pop(state.feed_id, None)  # stored and planned: no longer due
         if plan.next_fetch_at is not None and log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "next fetch of %s at %s (%s, interval %d s)",
@@ -519,7 +534,7 @@ class Service:
             return
         if self._scheduler.get_job("publish") is None:
             wait = max(0.0, self._last_publish + self.config.service.publish_debounce_seconds - time.monotonic())
-            run_date = utc_now() + timedelta(seconds=wait)
+            run_date = self._clock() + timedelta(seconds=wait)
             self._scheduler.add_job(self._publish_job, "date", run_date=run_date, id="publish", misfire_grace_time=None)
 
     async def _publish_job(self) -> None:
@@ -601,16 +616,46 @@ class Service:
 
     # --- the clock ---------------------------------------------------------------------------------------------
 
+    def _hold(self, feed_ids: Iterable[int]) -> None:
+        """Keep feeds whose next fetch could not be stored from being due again before the retry delay."""
+        until = self._clock() + timedelta(seconds=self._retry_delay())
+        self._held.update(dict.fromkeys(feed_ids, until))
+
+    def _retry_delay(self) -> float:
+        return min(RETRY_AFTER_ERROR, self.config.min_interval)
+
     @_scheduling
     def _wake_at(self, now: datetime) -> None:
         """Plan the clock's next look at the store: now if feeds are due, else at the next due time."""
-        if self._scheduler is None or not self._scheduler.running or self.state is not ServiceState.RUNNING:
+        if not self._clock_running():
             return
         if len(self._in_flight) >= MAX_IN_FLIGHT:
             return  # the end of a pass wakes the clock
         when = next_wake(self.store.next_fetch_after(now), self.store.host_holds(now).values(), now, MAX_SLEEP)
-        if self.store.due_feeds(now, limit=1, exclude=self._in_flight):
+        if self._held:
+            when = min(when, *self._held.values())
+        if self.store.due_feeds(now, limit=1, exclude=self._in_flight.keys() | self._held.keys()):
             when = now
+        self._look_at(when)
+
+    def _plan_next_look(self, now: datetime) -> None:
+        """Plan the clock's next look; when the store cannot tell when, look again after the retry delay."""
+        try:
+            self._wake_at(now)
+        except Exception as e:
+            delay = self._retry_delay()
+            if isinstance(e, AggregatorError):
+                log.error("cannot plan the next poll: %s; trying again in %g s", e, delay)
+            else:
+                log.exception("cannot plan the next poll: an unexpected error (a bug); trying again in %g s", delay)
+            if self._clock_running():
+                self._look_at(now + timedelta(seconds=delay))
+
+    def _clock_running(self) -> bool:
+        return self._scheduler is not None and self._scheduler.running and self.state is ServiceState.RUNNING
+
+    def _look_at(self, when: datetime) -> None:
+        assert self._scheduler is not None
         self._scheduler.add_job(
             self._tick, "date", run_date=when, id="poll", replace_existing=True, misfire_grace_time=None, coalesce=True
         )
@@ -628,9 +673,10 @@ class Service:
                 task.add_done_callback(self._pass_done)
         except AggregatorError as e:
             log.error("cannot start a pass: %s", e)
+        except Exception:
+            log.exception("cannot start a pass at %s: an unexpected error (a bug)", format_time(now))
         finally:
-            with contextlib.suppress(AggregatorError):
-                self._wake_at(now)
+            self._plan_next_look(now)
 
     def _pass_done(self, task: asyncio.Task[PassSummary]) -> None:
         self._passes.discard(task)
@@ -641,8 +687,7 @@ class Service:
             else:
                 log.error("pass failed with an unexpected error (a bug)", exc_info=error)
         if self.state is ServiceState.RUNNING:
-            with contextlib.suppress(AggregatorError):
-                self._wake_at(self._clock())
+            self._plan_next_look(self._clock())
 
     def _spawn(self, coroutine: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coroutine, name=name)
@@ -684,6 +729,13 @@ class Service:
                 "max_rss_mb": round(usage.ru_maxrss / scale, 1),
             },
         }
+
+
+def _some(urls: Iterable[str], shown: int = 10) -> str:
+    """At most `shown` URLs for a log line, and how many more."""
+    listed = sorted(urls)
+    more = f" and {len(listed) - shown} more" if len(listed) > shown else ""
+    return ", ".join(listed[:shown]) + more
 
 
 def _prune(config: Config, database: Path, now: datetime) -> PruneResult | None:

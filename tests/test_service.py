@@ -7,6 +7,7 @@ In-process tests drive `Service.poll()` with a fake clock (no waiting for the sc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import random
@@ -42,12 +43,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 @dataclass
 class Reply:
-    """One canned answer: status, headers, body and how long to take."""
+    """One canned answer: status, headers, body, and what to wait for before answering."""
 
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     latency: float = 0.0
+    # answer only once this is set (the test sets it when it is done with the request in flight)
+    gate: threading.Event | None = None
 
 
 Route = Callable[[dict[str, str]], Reply]
@@ -62,7 +65,7 @@ class ControlledServer:
         self.starts: list[tuple[float, str]] = []
         self.active = 0
         self.peak = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -94,22 +97,33 @@ class ControlledServer:
             self.starts.append((time.monotonic(), path))
             self.active += 1
             self.peak = max(self.peak, self.active)
+            self._lock.notify_all()
         try:
             route = self.routes.get(path)
             reply = route(dict(request.headers)) if route else Reply(404, body=b"not found")
             if reply.latency:
                 time.sleep(reply.latency)
-            request.send_response(reply.status)
-            for name, value in reply.headers.items():
-                request.send_header(name, value)
-            if reply.status != 304:
-                request.send_header("Content-Length", str(len(reply.body)))
-            request.end_headers()
-            if reply.status != 304:
-                request.wfile.write(reply.body)
+            if reply.gate is not None:
+                reply.gate.wait(60)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a cancelled fetch hung up
+                request.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    request.send_header(name, value)
+                if reply.status != 304:
+                    request.send_header("Content-Length", str(len(reply.body)))
+                request.end_headers()
+                if reply.status != 304:
+                    request.wfile.write(reply.body)
         finally:
             with self._lock:
                 self.active -= 1
+                self._lock.notify_all()
+
+    def wait_until(self, condition: Callable[[ControlledServer], bool], timeout: float = 20.0) -> None:
+        """Block (a handler thread, or the test) until `condition(self)` holds; AssertionError after `timeout`."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: condition(self), timeout):
+                raise AssertionError(f"timed out after {timeout} s waiting on the server")
 
 
 _WORDS = [
@@ -449,7 +463,7 @@ def test_per_host_concurrency_never_exceeds_its_limit(tmp_path: Path) -> None:
         urls = []
         for srv in hosts:
             for i in range(8):
-                srv.routes[f"/{i}"] = feed(rss(f"h{i}", 1), latency=0.1)
+                srv.routes[f"/{i}"] = _paired(srv, rss(f"h{i}", 1))
                 urls.append(srv.url(f"/{i}"))
         config = write_config(tmp_path, urls, fetch={"concurrency": 16, "per_host": 2})
         run(_open_poll_stop(config, Clock()))
@@ -458,6 +472,17 @@ def test_per_host_concurrency_never_exceeds_its_limit(tmp_path: Path) -> None:
     finally:
         for srv in hosts:
             srv.close()
+
+
+def _paired(srv: ControlledServer, body: bytes) -> Route:
+    """A feed that answers once a second request to its host is in flight (or every request has arrived), so
+    the peak shows the limit whatever the machine's load, instead of hoping two requests overlap in time."""
+
+    def route(headers: dict[str, str]) -> Reply:
+        srv.wait_until(lambda s: s.active >= 2 or sum(s.hits.values()) == 8)
+        return Reply(200, {"Content-Type": "application/rss+xml"}, body)
+
+    return route
 
 
 def test_min_host_spacing_separates_request_starts(tmp_path: Path, server: ControlledServer) -> None:
@@ -559,15 +584,68 @@ def test_reload_adds_and_removes_feeds_and_keeps_running_on_a_bad_config(
 # --- the process: signals, grace period, crash safety -----------------------------------------------------------
 
 
-def _start(config: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "--config", str(config), "run", *args],
-        cwd=config.parent,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+class ServiceProcess:
+    """`aggregator run` in a subprocess, its stderr read line by line as it comes, so a test can wait for a line."""
+
+    def __init__(self, config: Path, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "aggregator", "--config", str(config), "run", *args],
+            cwd=config.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: list[str] = []
+        self._news = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._news:
+                self.lines.append(line)
+                self._news.notify_all()
+
+    @property
+    def stderr(self) -> str:
+        with self._news:
+            return "".join(self.lines)
+
+    def wait_for_line(self, text: str, timeout: float = 20.0) -> str:
+        """The first line of stderr containing `text`, once it is written; AssertionError after `timeout`."""
+
+        def found() -> str | None:
+            return next((line for line in self.lines if text in line), None)
+
+        with self._news:
+            if not self._news.wait_for(lambda: found() is not None or not self._reader.is_alive(), timeout):
+                raise AssertionError(f"timed out after {timeout} s waiting for {text!r} in:\n{''.join(self.lines)}")
+            line = found()
+        if line is None:
+            raise AssertionError(f"the service ended without logging {text!r}:\n{self.stderr}")
+        return line
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    def kill(self) -> None:
+        """kill -9, and reap it."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self._reader.join(timeout=10)
+
+    def finish(self, timeout: float = 30.0) -> tuple[int, str]:
+        """Wait for the process to exit on its own (bounded, so a hang fails instead of blocking): code, stderr."""
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"the service did not exit within {timeout} s:\n{self.stderr}") from None
+        self._reader.join(timeout=10)
+        return code, self.stderr
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -578,39 +656,38 @@ def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def _finish(process: subprocess.Popen[str], timeout: float) -> tuple[int, str, float]:
-    started = time.monotonic()
+def _fetched(db: Path) -> int:
+    """How many feeds have been fetched and stored (0 while the database does not exist yet)."""
     try:
-        _, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        _, stderr = process.communicate()
-        raise AssertionError(f"the service did not exit within {timeout} s:\n{stderr}") from None
-    return process.returncode, stderr, time.monotonic() - started
+        return int(query(db, "SELECT count(*) FROM feeds WHERE last_fetched_at IS NOT NULL")[0][0])
+    except sqlite3.Error:
+        return 0
 
 
 def test_sigterm_exits_zero_within_the_grace_period_with_the_database_intact(
     tmp_path: Path, server: ControlledServer
 ) -> None:
+    slow = threading.Event()  # the slow three answer only when the test ends: they must be cancelled
     for i in range(6):
-        # the fast three finish well within the grace period, their first parse loading the word list included
-        server.routes[f"/{i}"] = feed(rss(f"t{i}", 2), latency=0.1 if i < 3 else 30)
+        server.routes[f"/{i}"] = feed(rss(f"t{i}", 2)) if i < 3 else fixed(Reply(gate=slow))
+    urls = [server.url(f"/{i}") for i in range(6)]
     config = write_config(
-        tmp_path,
-        [server.url(f"/{i}") for i in range(6)],
-        fetch={"per_host": 6, "deadline": 60, "read_timeout": 60},
-        service={"grace_seconds": 1},
+        tmp_path, urls, fetch={"per_host": 6, "deadline": 60, "read_timeout": 60}, service={"grace_seconds": 1}
     )
-    process = _start(config)
-    _wait_for(lambda: sum(server.hits.values()) == 6, 20, "all six requests to be in flight")
-    process.send_signal(signal.SIGTERM)
-    code, stderr, took = _finish(process, timeout=15)
-    assert code == 0, stderr
-    assert took < 1 + 4, stderr  # the grace period, plus slack for a loaded machine
-    assert "cancelling 3 feeds still in flight" in stderr
     db = tmp_path / "aggregator.db"
+    service = ServiceProcess(config)
+    try:
+        # events, not a time budget: the fast three stored, and the slow three's requests at the server
+        _wait_for(lambda: _fetched(db) == 3 and sum(server.hits.values()) == 6, 30, "3 feeds stored and 3 in flight")
+        service.signal(signal.SIGTERM)
+        code, stderr = service.finish()  # the slow three never answer: exiting at all means they were cancelled
+    finally:
+        slow.set()
+    assert code == 0, stderr
+    assert "stopping: 3 feeds in flight, waiting up to 1 s" in stderr
+    assert f"cancelling 3 feeds still in flight: {', '.join(urls[3:])}" in stderr
     assert query(db, "PRAGMA integrity_check") == [("ok",)]
-    # the fast three finished within the grace period and were stored and published; the slow ones were not
+    # the fast three were stored and published; the slow ones were not
     assert query(db, "SELECT count(*) FROM feeds WHERE last_fetched_at IS NOT NULL") == [(3,)]
     assert query(db, "SELECT count(*) FROM entries") == [(6,)]
     stories = query(db, "SELECT count(*) FROM stories")[0][0]
@@ -618,46 +695,46 @@ def test_sigterm_exits_zero_within_the_grace_period_with_the_database_intact(
 
 
 def test_a_second_sigterm_cuts_the_grace_period_short(tmp_path: Path, server: ControlledServer) -> None:
-    server.routes["/slow"] = feed(rss("slow", 1), latency=30)
+    slow = threading.Event()
+    server.routes["/slow"] = fixed(Reply(gate=slow))
     config = write_config(
-        tmp_path, [server.url("/slow")], fetch={"deadline": 60, "read_timeout": 60}, service={"grace_seconds": 60}
+        tmp_path, [server.url("/slow")], fetch={"deadline": 60, "read_timeout": 60}, service={"grace_seconds": 3600}
     )
-    process = _start(config)
-    _wait_for(lambda: server.hits["/slow"] == 1, 20, "the request to be in flight")
-    process.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
-    process.send_signal(signal.SIGTERM)
-    code, stderr, took = _finish(process, timeout=15)
+    service = ServiceProcess(config)
+    try:
+        _wait_for(lambda: server.hits["/slow"] == 1, 20, "the request to be in flight")
+        service.signal(signal.SIGTERM)
+        service.wait_for_line("stopping: 1 feeds in flight, waiting up to 3600 s")
+        service.signal(signal.SIGTERM)
+        code, stderr = service.finish()  # long before the hour of grace is over
+    finally:
+        slow.set()
     assert code == 0, stderr
-    assert took < 5, stderr
     assert "stop requested again: cancelling in-flight fetches now" in stderr
+    assert f"cancelling 1 feeds still in flight: {server.url('/slow')}" in stderr
     assert query(tmp_path / "aggregator.db", "PRAGMA integrity_check") == [("ok",)]
 
 
 def test_kill_9_during_a_pass_then_restart_completes_the_work(tmp_path: Path, server: ControlledServer) -> None:
     names = [f"k{i:02d}" for i in range(16)]
-    for name in names:
-        server.routes[f"/{name}"] = feed(rss(name, 3), latency=0.15)
-    config = write_config(tmp_path, [server.url(f"/{name}") for name in names], fetch={"per_host": 2})
+    held = threading.Event()  # the second half answers only after the kill
+    for i, name in enumerate(names):
+        server.routes[f"/{name}"] = feed(rss(name, 3)) if i < 8 else lambda headers, n=name: _gated(n, held)
+    config = write_config(tmp_path, [server.url(f"/{name}") for name in names], fetch={"per_host": 16})
     db = tmp_path / "aggregator.db"
     output = tmp_path / "public" / "feed.atom"
-    process = _start(config)
-
-    def under_way() -> bool:
-        # the first entries stored (the first parse also loads the word list: longer than a fetch here)
-        try:
-            return sum(server.hits.values()) >= 8 and query(db, "SELECT count(*) FROM entries")[0][0] > 0
-        except sqlite3.Error:  # not created yet
-            return False
-
-    _wait_for(under_way, 20, "the pass to be under way")
-    process.kill()
-    process.communicate(timeout=10)
+    service = ServiceProcess(config)
+    try:
+        # under way: the first half stored, the second half's requests in flight
+        _wait_for(lambda: _fetched(db) == 8 and sum(server.hits.values()) == 16, 30, "the pass to be under way")
+        service.kill()
+    finally:
+        held.set()
     assert query(db, "PRAGMA integrity_check") == [("ok",)]
-    stored_before = query(db, "SELECT count(*) FROM entries")[0][0]
-    assert 0 < stored_before < 48
+    assert query(db, "SELECT count(*) FROM entries") == [(24,)]
     hits_before = sum(server.hits.values())
     (unplanned,) = query(db, "SELECT count(*) FROM feeds WHERE next_fetch_at IS NULL")[0]
+    assert unplanned == 8
 
     def finished() -> bool:
         done = query(db, "SELECT count(*) FROM feeds WHERE next_fetch_at IS NULL") == [(0,)]
@@ -665,12 +742,12 @@ def test_kill_9_during_a_pass_then_restart_completes_the_work(tmp_path: Path, se
         stories = query(db, "SELECT count(*) FROM stories")[0][0]
         return done and output.exists() and output.read_bytes().count(b"<entry>") == stories
 
-    process = _start(config)
+    service = ServiceProcess(config)
     try:
         _wait_for(finished, 30, "the restarted service to finish every feed and publish")
     finally:
-        process.send_signal(signal.SIGTERM)
-        code, stderr, _ = _finish(process, timeout=15)
+        service.signal(signal.SIGTERM)
+        code, stderr = service.finish()
     assert code == 0, stderr
     assert query(db, "PRAGMA integrity_check") == [("ok",)]
     assert query(db, "SELECT count(*), count(DISTINCT guid) FROM entries") == [(48, 48)]
@@ -678,19 +755,24 @@ def test_kill_9_during_a_pass_then_restart_completes_the_work(tmp_path: Path, se
     assert sum(server.hits.values()) == hits_before + unplanned
 
 
+def _gated(name: str, gate: threading.Event) -> Reply:
+    gate.wait(60)
+    return Reply(200, {"Content-Type": "application/rss+xml"}, rss(name, 3))
+
+
 def test_sighup_reloads_the_config_of_a_running_service(tmp_path: Path, server: ControlledServer) -> None:
     server.routes["/a"] = feed(rss("a", 1))
     server.routes["/b"] = feed(rss("b", 1))
     config = write_config(tmp_path, [server.url("/a")], service={"reload_check_seconds": 0})
-    process = _start(config)
+    service = ServiceProcess(config)
     try:
         _wait_for(lambda: server.hits["/a"] == 1, 20, "the first fetch")
         write_config(tmp_path, [server.url("/a"), server.url("/b")], service={"reload_check_seconds": 0})
-        process.send_signal(signal.SIGHUP)
+        service.signal(signal.SIGHUP)
         _wait_for(lambda: server.hits["/b"] == 1, 20, "the feed added by SIGHUP to be fetched")
     finally:
-        process.send_signal(signal.SIGINT)
-        code, stderr, _ = _finish(process, timeout=15)
+        service.signal(signal.SIGINT)
+        code, stderr = service.finish()
     assert code == 0, stderr
     assert "config reloaded: 2 feeds (1 added, 0 removed)" in stderr
     assert server.hits["/a"] == 1
@@ -713,6 +795,6 @@ def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, stderr, _ = _finish(_start(config, "--serve", "--port", str(port)), timeout=20)
+        code, stderr = ServiceProcess(config, "--serve", "--port", str(port)).finish()
     assert code == 1
     assert stderr.strip().splitlines()[-1] == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
