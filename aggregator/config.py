@@ -214,6 +214,10 @@ class ServiceSettings(_Strict):
     reload_check_seconds: float = Field(default=2.0, ge=0)
     # new entries are clustered and the outputs rewritten at most this often (and at most this late)
     publish_debounce_seconds: float = Field(default=10.0, ge=0, le=3600)
+    # HTTP connections open at once (over it, the longest idle one is closed), and how long a connection may
+    # take to send a complete request, from connecting or from its previous response
+    max_connections: int = Field(default=256, ge=1, le=100_000)
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
 
 
 class Config(_Strict):

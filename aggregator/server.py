@@ -5,6 +5,14 @@ old or a whole new file, never a partial one), each at `/feeds/<file name>` with
 ETag (a digest of the bytes) and Last-Modified (the file's mtime), and a 304 for a conditional request that
 matches. `/health` is JSON for monitors; `/` is a small page that links every output and advertises the
 feeds for autodiscovery. uvicorn's own signal handling is switched off: the service owns the signals.
+
+Every client is a stranger too. uvicorn alone keeps an idle connection open for ever until its first request
+and caps none, so 1,100 idle sockets once took every file descriptor of the process: /health failed and the
+publisher could not open the database. Here at most `service.max_connections` are open (a new one closes the
+longest idle one, so a flood of idle sockets cannot lock out a real request), each must send a complete
+request within `service.request_timeout_seconds` of connecting or of its previous response, the soft limit on
+file descriptors is raised to the hard one, and the cap is lowered, with a warning, when the descriptors left
+could not hold it beside what the rest of the process needs.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ import hashlib
 import html
 import json
 import logging
+import os
+import resource
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -27,6 +37,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from . import __version__
 from .config import Config, OutputConfig
@@ -36,6 +47,13 @@ from .render import MEDIA_TYPES
 __all__ = ["HttpServer", "create_app", "feed_path", "served_outputs"]
 
 log = logging.getLogger(__name__)
+
+# Connections the kernel queues before we accept them; asyncio accepts up to this many at once, so it counts
+# against the file descriptors too (see _fitting_connections).
+LISTEN_BACKLOG = 128
+# File descriptors a server needs beside its connections and the caller's reserve (the listening socket,
+# logging, Python itself).
+_BASE_DESCRIPTORS = 32
 
 # Subscribers revalidate on every poll (a cheap 304 thanks to the ETag) instead of caching a stale story list.
 CACHE_CONTROL = "public, no-cache"
@@ -193,13 +211,78 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-class HttpServer:
-    """One uvicorn server for `app` in the running event loop; `start()` binds or raises, `stop()` ends it."""
+class _LimitedH11(H11Protocol):
+    """uvicorn's h11 protocol with a cap on open connections and a deadline for every request to arrive.
 
-    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 8080) -> None:
+    The cap closes the connection that has been idle longest (no request in progress) when one more arrives
+    over it, so idle sockets cannot lock out a client that asks for something; only when every connection is
+    busy is the new one closed. The deadline runs from the connection (or the end of the previous response)
+    until a complete request head: silence, or a request trickled a byte at a time, is closed at the deadline.
+    """
+
+    max_connections = 256
+    request_timeout = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Take the connection, start its deadline, and make room if it is one too many."""
+        super().connection_made(transport)
+        self._idle_since = self.loop.time()
+        self._deadline = self.loop.call_later(self.request_timeout, self._request_overdue)
+        if len(self.connections) > self.max_connections:
+            self._make_room()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the deadline with the connection."""
+        self._deadline.cancel()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        """A response went out: the next request gets a new deadline."""
+        super().on_response_complete()
+        self._idle_since = self.loop.time()
+        self._deadline.cancel()
+        self._deadline = self.loop.call_later(self.request_timeout, self._request_overdue)
+
+    def _busy(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _request_overdue(self) -> None:
+        if not self._busy() and not self.transport.is_closing():
+            self.transport.close()
+
+    def _make_room(self) -> None:
+        idle = [c for c in self.connections if isinstance(c, _LimitedH11) and not c._busy()]
+        oldest = min(idle, key=lambda connection: connection._idle_since, default=self)
+        log.warning(
+            "%d connections open, the most allowed (service.max_connections): closing the longest idle one",
+            self.max_connections,
+        )
+        oldest.transport.close()
+
+
+class HttpServer:
+    """One uvicorn server for `app` in the running event loop; `start()` binds or raises, `stop()` ends it.
+
+    `reserved_descriptors` is what the rest of the process may hold open at once (fetches, the database,
+    workers): the connection cap is lowered, if need be, so that both fit in the file descriptor limit.
+    """
+
+    def __init__(
+        self,
+        app: Starlette,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        max_connections: int = 256,
+        request_timeout: float = 10.0,
+        reserved_descriptors: int = 0,
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
+        self.max_connections = max_connections
+        self.request_timeout = request_timeout
+        self.reserved_descriptors = reserved_descriptors
         self._server: _Uvicorn | None = None
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
@@ -215,13 +298,22 @@ class HttpServer:
     async def start(self, timeout: float = 10.0) -> None:
         """Listen on host:port and serve in the background; an address in use is an AggregatorError."""
         self._socket = _bind(self.host, self.port)
+        backlog = min(LISTEN_BACKLOG, self.max_connections)
+        cap = _fitting_connections(self.max_connections, self.reserved_descriptors + backlog)
+        protocol = type("_Limited", (_LimitedH11,), {"max_connections": cap, "request_timeout": self.request_timeout})
         config = uvicorn.Config(
             self.app,
+            http=protocol,
             log_config=None,
             access_log=False,
             lifespan="off",
             server_header=False,
             timeout_graceful_shutdown=3,
+            timeout_keep_alive=5,  # idle between two requests of one connection (the request deadline bounds it too)
+            # uvicorn answers 503 once its count reaches the limit, the asking connection included; our cap
+            # has closed an idle one before, so this only sheds requests beyond one per connection
+            limit_concurrency=cap + 1,
+            backlog=backlog,
         )
         self._server = _Uvicorn(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="http-server")
@@ -232,7 +324,9 @@ class HttpServer:
                     raise AggregatorError(f"cannot serve on {self.host}:{self.port}: the server stopped at once")
                 await asyncio.sleep(0.01)
         host, port = self.address
-        log.info("serving on http://%s:%d/", host if ":" not in host else f"[{host}]", port)
+        log.info(
+            "serving on http://%s:%d/ (at most %d connections)", host if ":" not in host else f"[{host}]", port, cap
+        )
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop accepting, let open requests finish for up to `timeout` seconds, then close."""
@@ -250,6 +344,37 @@ class HttpServer:
         if self._socket is not None:
             self._socket.close()
         self._server = self._task = None
+
+
+def _fitting_connections(wanted: int, reserved: int) -> int:
+    """The connection cap that fits in the file descriptors left beside `reserved` (at least 1).
+
+    The soft limit is raised to the hard one first (systemd's LimitNOFILE sets both; a shell's `ulimit -n`
+    often leaves the soft one at 1,024).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    room = soft - _open_descriptors() - reserved - _BASE_DESCRIPTORS
+    cap = max(1, min(wanted, room))
+    if cap < wanted:
+        log.warning(
+            "only %d file descriptors (ulimit -n): serving at most %d connections at once instead of %d "
+            "(service.max_connections), so that fetching and the database keep theirs; raise LimitNOFILE",
+            soft, cap, wanted,
+        )  # fmt: skip
+    return cap
+
+
+def _open_descriptors() -> int:
+    """File descriptors this process holds now (0 where /proc or /dev/fd cannot tell)."""
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        with contextlib.suppress(OSError):
+            return len(os.listdir(folder))
+    return 0
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -212,7 +212,14 @@ class Service:
             app = create_app(lambda: self.config, self.health)
             host = self._host if self._host is not None else config.service.host
             port = self._port if self._port is not None else config.service.port
-            self._http = HttpServer(app, host, port)
+            self._http = HttpServer(
+                app,
+                host,
+                port,
+                max_connections=config.service.max_connections,
+                request_timeout=config.service.request_timeout_seconds,
+                reserved_descriptors=self._descriptors_needed(config),
+            )
             await self._http.start()
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         if config.service.reload_check_seconds > 0:
@@ -366,6 +373,11 @@ class Service:
             states[feed.url].feed_id: Policy.from_config(config, feed) for feed in config.feeds if feed.url in states
         }
         self._config = config
+
+    def _descriptors_needed(self, config: Config) -> int:
+        """File descriptors the service may hold beside its HTTP connections: sockets of fetches and their DNS
+        lookups (two clients, one for the feeds' own hosts), the database from three threads, parse workers."""
+        return 3 * config.fetch.concurrency + 64 if self.polls else 16
 
     def _new_fetcher(self, config: Config) -> Fetcher:
         return Fetcher(config.fetch, self._transport, allow_private_addresses=config.allow_private_addresses)
