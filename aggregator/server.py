@@ -257,6 +257,7 @@ class _LimitedH11(H11Protocol):
             "%d connections open, the most allowed (service.max_connections): closing the longest idle one",
             self.max_connections,
         )
+        oldest.connections.discard(oldest)  # no longer counted (by uvicorn's 503 limit too) while it closes
         oldest.transport.close()
 
 

@@ -587,7 +587,7 @@ def test_reload_adds_and_removes_feeds_and_keeps_running_on_a_bad_config(
 class ServiceProcess:
     """`aggregator run` in a subprocess, its stderr read line by line as it comes, so a test can wait for a line."""
 
-    def __init__(self, config: Path, *args: str) -> None:
+    def __init__(self, config: Path, *args: str, preexec_fn: Callable[[], None] | None = None) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "aggregator", "--config", str(config), "run", *args],
             cwd=config.parent,
@@ -595,6 +595,7 @@ class ServiceProcess:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=preexec_fn,  # only resource limits, set before exec
         )
         self.lines: list[str] = []
         self._news = threading.Condition()
