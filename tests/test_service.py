@@ -546,6 +546,107 @@ def test_the_clock_polls_on_schedule_and_publishing_is_debounced(
     assert 2 <= publishes <= elapsed / 2 + 2, (passes, publishes, elapsed)
 
 
+# --- unexpected errors: logged, and nothing left unscheduled (issue 13 item 10) ------------------------------------
+
+
+def test_a_database_error_in_the_clock_is_logged_and_the_clock_goes_on(
+    tmp_path: Path, server: ControlledServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.routes["/f"] = feed(rss("f", 1))
+    config = write_config(
+        tmp_path, [server.url("/f")], interval="1s", min_interval="1s", jitter=0, service={"reload_check_seconds": 0}
+    )
+    db = tmp_path / "aggregator.db"
+    caplog.set_level("INFO", logger="aggregator.service")
+
+    async def until(condition: Callable[[], bool]) -> None:
+        while not condition():
+            await asyncio.sleep(0.05)
+
+    async def scenario() -> int:
+        service = Service(config, handle_signals=False)
+        await service.start()
+        try:
+            await until(lambda: server.hits["/f"] >= 1)
+            # the feeds table gone from under the service: the store's reads fail with raw sqlite3 errors too
+            with sqlite3.connect(db) as conn:
+                conn.execute("ALTER TABLE feeds RENAME TO feeds_away")
+            await until(lambda: "cannot plan the next poll" in caplog.text)
+            with sqlite3.connect(db) as conn:
+                conn.execute("ALTER TABLE feeds_away RENAME TO feeds")
+            hits = server.hits["/f"]
+            await until(lambda: server.hits["/f"] > hits)  # the clock still runs: the feed is polled again
+            return hits
+        finally:
+            await service.stop()
+
+    run(scenario(), timeout=60)
+    planning = [r for r in caplog.records if r.getMessage().startswith("cannot plan the next poll")]
+    assert planning and planning[0].getMessage().endswith("trying again in 1 s")
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_a_feed_whose_plan_cannot_be_stored_is_held_not_fetched_again_at_once(
+    tmp_path: Path, server: ControlledServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.routes["/f"] = feed(rss("f", 1))
+    url = server.url("/f")
+    config = write_config(tmp_path, [url], interval="10m", min_interval="10s")
+    db = tmp_path / "aggregator.db"
+    clock = Clock()
+
+    async def scenario() -> None:
+        service = make_service(config, clock)
+        await service.open()
+        try:
+            with sqlite3.connect(db) as conn:  # storing a plan fails; storing the feed itself still works
+                conn.execute(
+                    "CREATE TRIGGER no_plans BEFORE UPDATE OF next_fetch_at ON feeds "
+                    "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+                )
+            summary = await service.poll()
+            assert summary is not None and summary.new == 1
+            assert await service.poll() is None  # held: not fetched again in a loop
+            assert await service.poll(clock.at(T0 + timedelta(seconds=9)).now) is None
+            summary = await service.poll(clock.at(T0 + timedelta(seconds=10)).now)  # the retry delay is over
+            assert summary is not None and [o.url for o in summary.outcomes] == [url]
+            with sqlite3.connect(db) as conn:
+                conn.execute("DROP TRIGGER no_plans")
+            assert await service.poll(clock.at(T0 + timedelta(seconds=20)).now) is not None
+            assert await service.poll(clock.at(T0 + timedelta(seconds=40)).now) is None  # planned 10 min on
+        finally:
+            await service.stop()
+
+    run(scenario())
+    assert server.hits["/f"] == 3
+    assert caplog.text.count(f"cannot store the schedule of {url}: ") == 2
+    assert "disk I/O error" in caplog.text
+    assert schedule_of(db, url)["next_fetch_at"] is not None
+
+
+def test_the_service_reads_only_the_clock_it_is_given(tmp_path: Path, server: ControlledServer) -> None:
+    server.routes["/f"] = feed(rss("f", 1))
+    config = write_config(tmp_path, [server.url("/f")], service={"reload_check_seconds": 0})
+    later = datetime.now(UTC) + timedelta(days=3)  # far from the wall clock, so a mix-up shows
+    clock = Clock(later)
+
+    async def scenario() -> None:
+        service = Service(config, clock=clock, rng=random.Random(1), handle_signals=False)
+        await service.start()
+        try:
+            assert service._scheduler is not None
+            prune = service._scheduler.get_job("prune")
+            assert prune.next_run_time == later + timedelta(minutes=10)
+            service._unpublished = True
+            service._request_publish()  # what a clock-driven pass that stored news asks for
+            publish = service._scheduler.get_job("publish")
+            assert later <= publish.next_run_time <= later + timedelta(seconds=10)
+        finally:
+            await service.stop()
+
+    run(scenario())
+
+
 # --- config reload ----------------------------------------------------------------------------------------------
 
 
