@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 # Connections the kernel queues before we accept them; asyncio accepts up to this many at once, so it counts
 # against the file descriptors too (see _fitting_connections).
-LISTEN_BACKLOG = 128
+LISTEN_BACKLOG = 512
 # File descriptors a server needs beside its connections and the caller's reserve (the listening socket,
 # logging, Python itself).
 _BASE_DESCRIPTORS = 32

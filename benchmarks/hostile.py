@@ -23,9 +23,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import resource
+import select
 import shutil
+import signal
 import socket
 import sqlite3
 import struct
@@ -311,7 +314,8 @@ def main() -> int:
     base = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        return run(work, server, base, secret)
+        status = run(work, server, base, secret)
+        return connection_flood(work, server) or status
     finally:
         server.stop.set()
         server.shutdown()
@@ -323,7 +327,7 @@ def main() -> int:
 
 def run(work: Path, server: Server, base: str, secret: Path) -> int:
     print("building payloads ...", flush=True)
-    hostile = cases(base, secret)
+    hostile = cases(base, secret) + network_cases(server)
     urls: dict[str, str] = {}
     for index, case in enumerate(hostile):
         path = f"/case{index}"
@@ -401,6 +405,8 @@ def run(work: Path, server: Server, base: str, secret: Path) -> int:
         problems.append("an XXE secret reached the database or the output")
     if server.requests["/evil.dtd"]:
         problems.append("the remote DTD was fetched")
+    if server.requests[INSIDE]:
+        problems.append(f"a redirect reached {INSIDE} on another host")
     complete = sum(
         1 for url in good_urls if feed_rows[url][2] == GOOD_ENTRIES and url not in errors and feed_rows[url][0] == 200
     )
@@ -431,6 +437,163 @@ def parse_log(stderr: str) -> dict[str, tuple[float, int]]:
     for match in _FETCHED.finditer(stderr):
         found[match.group(1)] = (float(match.group(3)), int(match.group(2)))
     return found
+
+
+# --- network cases (issue 13: redirects into the local network, invalid redirect targets, idle sockets) -----------
+
+INSIDE = "/inside"  # what a redirect to another host of the local network would reach; must never be requested
+FLOOD_SOCKETS = 1100  # the issue's count of idle sockets
+FLOOD_FD_LIMIT = 1024  # the service's file descriptor limit (soft and hard) during the flood: a shell's usual one
+
+
+def network_cases(server: Server) -> list[Case]:
+    """Redirects that leave the feed's own host for a private address, and redirects to hosts nobody can resolve."""
+    port = server.server_address[1]
+    server.routes[INSIDE] = body(rss(item("inside", "Inside")))
+    server.routes["/same-host.xml"] = body(rss(item("same", "Same host")))
+    own = "only the feed's own host (127.0.0.1) may be on a private network"
+    return [
+        Case("redirect to localhost", redirect(f"http://localhost:{port}{INSIDE}"), "error",
+             f"refused: redirect to http://localhost:{port}{INSIDE}: localhost resolves to a loopback address"),
+        Case("redirect to another loopback IP", redirect(f"http://127.0.0.2:{port}{INSIDE}"), "error",
+             f"refused: redirect to http://127.0.0.2:{port}{INSIDE}: 127.0.0.2 is a loopback address (127.0.0.2); "
+             + own),
+        Case("redirect to [::1]", redirect(f"http://[::1]:{port}{INSIDE}"), "error",
+             f"refused: redirect to http://[::1]:{port}{INSIDE}: ::1 is a loopback address (::1); {own}"),
+        Case("redirect to 6to4 of 127.0.0.1", redirect(f"http://[2002:7f00:1::]:{port}{INSIDE}"), "error",
+             f"refused: redirect to http://[2002:7f00:1::]:{port}{INSIDE}: 2002:7f00:1:: is a loopback address "
+             f"(127.0.0.1, inside the 6to4 address 2002:7f00:1::); {own}"),
+        Case("redirect to 169.254.169.254", redirect("http://169.254.169.254/latest/meta-data"), "error",
+             "refused: redirect to http://169.254.169.254/latest/meta-data: 169.254.169.254 is a link-local address"),
+        Case("redirect on the same host", redirect(f"http://127.0.0.1:{port}/same-host.xml"), "stored"),
+        Case("redirect to xn--a.com", redirect("http://xn--a.com/"), "error",
+             "redirect to an invalid URL 'http://xn--a.com/':"),
+        Case("redirect to a host with a space", redirect("http://ex ample.com/"), "error",
+             "redirect to an invalid URL 'http://ex ample.com/': not a valid host name"),
+        Case("redirect to a host with U+202E", redirect("http://a\u202eb.com/".encode().decode("latin-1")), "error",
+             "redirect to an invalid URL 'http://a\\u202eb.com/': Invalid IDNA hostname"),
+        Case("Location with a NUL", redirect("http://ex\x00ample.com/"), "error",
+             "redirect to an invalid URL: the server sent an illegal header line"),
+    ]  # fmt: skip
+
+
+def connection_flood(work: Path, server: Server) -> int:
+    """`aggregator run --serve` under FLOOD_SOCKETS idle sockets with FLOOD_FD_LIMIT descriptors; prints numbers.
+
+    The service polls one feed that answers only once the sockets are open, so its publish happens under the
+    flood. Measured: /health while flooded, the descriptors the service holds, whether publishing worked, how
+    long until every idle socket is closed by the server, and how many bytes of log the flood cost.
+    """
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < FLOOD_SOCKETS + 200:
+        print(f"\nconnection flood skipped: this process may open only {hard} files")
+        return 0
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(FLOOD_SOCKETS + 200, 4096) if hard == resource.RLIM_INFINITY
+                                                else hard, hard))  # fmt: skip
+    answer = threading.Event()
+
+    def late_feed(handler: Handler) -> None:  # answers once the sockets are open: the publish comes under the flood
+        answer.wait(60)
+        handler.send_bytes(200, good_feed(0))
+
+    server.routes["/flood.xml"] = late_feed
+    folder = work / "flood"
+    folder.mkdir()
+    config = folder / "feeds.yaml"
+    config.write_text(yaml.safe_dump({
+        "outputs": [{"path": "public/feed.atom", "format": "atom"}],
+        "feeds": [{"url": f"http://127.0.0.1:{server.server_address[1]}/flood.xml"}],
+        "service": {"publish_debounce_seconds": 0, "reload_check_seconds": 0},
+    }), encoding="utf-8")  # fmt: skip
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (FLOOD_FD_LIMIT, FLOOD_FD_LIMIT))
+
+    print(f"\nconnection flood: aggregator run --serve, ulimit -n {FLOOD_FD_LIMIT}, {FLOOD_SOCKETS} idle sockets")
+    service = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "--config", str(config), "run", "--serve", "--port", "0"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=limit,
+    )  # fmt: skip
+    log = bytearray()
+    lines: list[str] = []
+
+    def read() -> None:
+        assert service.stderr is not None
+        for raw in service.stderr:
+            log.extend(raw)
+            lines.append(raw.decode("utf-8", "replace"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def wait_for(text: str, timeout: float = 30.0) -> str | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = next((line for line in lines if text in line), None)
+            if found is not None:
+                return found
+            time.sleep(0.02)
+        return None
+
+    sockets: list[socket.socket] = []
+    try:
+        serving = wait_for("serving on http://127.0.0.1:")
+        if serving is None:
+            print("".join(lines)[-2000:])
+            return 1
+        port = int(serving.split("serving on http://127.0.0.1:")[1].split("/")[0])
+        cap = serving.rstrip().rsplit("at most ", 1)[-1].removesuffix(" connections)")
+        before = len(log)
+        started = time.perf_counter()
+        for _ in range(FLOOD_SOCKETS):
+            sockets.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        opened = time.perf_counter() - started
+        answer.set()
+        published = wait_for("published: ") is not None
+        started = time.perf_counter()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as probe:
+                probe.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                reply = probe.recv(64).split(b" ")[1].decode()
+        except (OSError, IndexError) as e:
+            reply = f"failed ({e})"
+        health_ms = (time.perf_counter() - started) * 1000
+        held = len(os.listdir(f"/proc/{service.pid}/fd"))
+        started = time.perf_counter()
+        open_ones = {sock.fileno(): sock for sock in sockets}
+        poller = select.poll()  # select() stops at descriptor 1,024
+        for fd in open_ones:
+            poller.register(fd, select.POLLIN)
+        while open_ones and time.perf_counter() - started < 60:
+            for fd, _ in poller.poll(1000):
+                with contextlib.suppress(OSError):
+                    open_ones[fd].recv(1)  # b"": the server closed it
+                poller.unregister(fd)
+                del open_ones[fd]
+        closed_s = time.perf_counter() - started
+        flood_log = len(log) - before
+    finally:
+        answer.set()
+        for sock in sockets:
+            sock.close()
+        service.send_signal(signal.SIGTERM)
+        service.wait(timeout=60)
+        reader.join(timeout=10)
+    failed = any("cannot open the database" in line or "publishing failed" in line for line in lines)
+    print(f"  connection cap {cap}; {FLOOD_SOCKETS} sockets opened in {opened:.2f} s")
+    print(f"  /health under the flood: {reply} in {health_ms:.0f} ms; descriptors held by the service: {held}")
+    print(f"  idle sockets closed by the server: {FLOOD_SOCKETS - len(open_ones)}/{FLOOD_SOCKETS} "
+          f"after {closed_s:.1f} s; log written during the flood: {flood_log:,} bytes")  # fmt: skip
+    targets = [
+        (f"/health answers 200 under the flood ({reply})", reply == "200"),
+        ("publishing works under the flood", published and not failed),
+        (f"descriptors held {held} < {FLOOD_FD_LIMIT}", held < FLOOD_FD_LIMIT - 100),
+        (f"every idle socket closed ({len(open_ones)} left)", not open_ones),
+        (f"log during the flood {flood_log:,} bytes (target < 10,000)", flood_log < 10_000),
+    ]
+    for text, met in targets:
+        print(f"{'ok  ' if met else 'MISS'} {text}")
+    return 0 if all(met for _, met in targets) else 1
 
 
 if __name__ == "__main__":

@@ -420,8 +420,9 @@ def _site(tmp_path: Path, **service: Any) -> Path:
 
 def _closed_by_peer(sock: socket.socket, timeout: float = 20.0) -> bool:
     """Wait (bounded) until the server closes `sock`: True when it did, False when the wait ran out."""
-    ready, _, _ = select.select([sock], [], [], timeout)
-    if not ready:
+    poller = select.poll()  # not select(): this process may hold descriptors past 1,024
+    poller.register(sock, select.POLLIN)
+    if not poller.poll(timeout * 1000):
         return False
     try:
         return sock.recv(1024) == b""
