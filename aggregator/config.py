@@ -237,7 +237,8 @@ class Config(_Strict):
     jitter: float = Field(default=0.1, ge=0, le=1)
     service: ServiceSettings = ServiceSettings()
     # feeds on loopback, private or link-local addresses (checked on every connection, redirects included);
-    # `aggregator add` checks new feeds as if this were false
+    # true allows them only at the host feeds.yaml names for a feed, never after a redirect to another host;
+    # `aggregator add` and `import-opml` check new feeds as if this were false
     allow_private_addresses: bool = True
     # outputs whose path leads outside the folder of feeds.yaml (`../`, absolute paths)
     allow_outputs_outside: bool = False

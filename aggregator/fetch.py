@@ -69,7 +69,7 @@ class Fetcher:
     """Fetches feeds with bounded concurrency overall and per host; use as an async context manager.
 
     `allow_private_addresses` has no default, so no caller can forget it: the config's setting for the feeds
-    of feeds.yaml, False for a URL someone typed or imported unless they said otherwise.
+    of feeds.yaml, False for a URL someone typed (`aggregator add`) unless they said otherwise.
     """
 
     def __init__(
