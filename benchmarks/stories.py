@@ -33,6 +33,7 @@ from xml.sax.saxutils import escape
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
+import rumca  # noqa: E402
 from corpus import CorpusServer, write_config  # noqa: E402
 from tune_dedup import bcubed_scores, pairwise_scores  # noqa: E402
 
@@ -186,16 +187,60 @@ class _Filler:
             self.store.save_feed(self.states[url], result, ParsedFeed(), entries, self.now)
 
 
+def run_rumca(workdir: Path, dedup: dict[str, float] | None = None) -> tuple[dict[str, int], dict[str, object]]:
+    """Serve rumca-dev's feeds, run one `aggregator update`, return rumca entry id -> story id and the summary."""
+    feeds = {f"/{path.name}": path.read_bytes() for path in sorted((rumca.DATA / "feeds").glob("*.xml"))}
+    with CorpusServer(feeds) as server:
+        extra = {"dedup": dedup} if dedup else {}
+        config = write_config(workdir, server.urls(), fetch={"per_host": 16, "concurrency": 32}, **extra)
+        done = subprocess.run(
+            [sys.executable, "-m", "aggregator", "--config", str(config), "update", "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    summary = json.loads(done.stdout)
+    ids = {(e["feed_file"], e["link"]): e["entry_id"] for e in rumca.load_entries()}
+    with sqlite3.connect(workdir / "aggregator.db") as conn:
+        rows = conn.execute("SELECT f.url, e.guid, e.story_id FROM entries e JOIN feeds f ON f.id = e.feed_id")
+        stories = {ids[(url.rsplit("/", 1)[1], guid)]: story for url, guid, story in rows}
+    return stories, summary
+
+
+def rumca_quality(dedup: dict[str, float] | None = None, show: bool = False) -> None:
+    """The pipeline over rumca-dev: P and R on each held-out half of the labelled pairs and on all of them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stories, summary = run_rumca(Path(tmp), dedup)
+    per_entry = 1000 * float(summary["cluster_seconds"]) / max(1, int(summary["clustered"]))  # type: ignore[arg-type]
+    for halves in ("A", "B", "AB"):
+        result = rumca.score(stories, halves)
+        print(
+            f"rumca-dev pairs {halves:<2}  P={result.precision:.3f} R={result.recall:.3f}  "
+            f"stories={result.stories} largest={result.largest} in stories over 30: {result.share_over_30:.1%}"
+        )
+    print(f"{'':<8} pass {summary['seconds']} s, clustering {per_entry:.3f} ms per entry")
+    if show:
+        result = rumca.score(stories)
+        for title, pairs in (("false merges", result.false_merges), ("misses", result.misses)):
+            print(f"\n{title} ({len(pairs)}):")
+            for pair in pairs:
+                print(f"  {pair.pair_id} {pair.stratum} {pair.reason}\n    A {pair.text_a}\n    B {pair.text_b}")
+
+
 def main() -> None:
     """Command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--scale", action="store_true", help="time clustering as the store grows")
+    parser.add_argument("--rumca", action="store_true", help="rumca-dev only (real feeds with summaries)")
+    parser.add_argument("--show", action="store_true", help="print each false merge and miss of rumca-dev")
     parser.add_argument("--title-only-threshold", type=float, help="dedup.title_only_threshold for the pass")
     parser.add_argument("--sizes", default="10000,100000,1000000", help="stored entries for --scale")
     args = parser.parse_args()
     if args.scale:
         scale(tuple(int(s) for s in args.sizes.split(",")), window=10_000, batch=1_000)
+    elif args.rumca:
+        rumca_quality(show=args.show)
     else:
         dedup = {"title_only_threshold": args.title_only_threshold} if args.title_only_threshold else None
         quality(args.data, dedup)
