@@ -95,9 +95,10 @@ class Params:
     strong_shared_weight: float = 6.0
     weak_share_cosine: float = 0.5
     headline_size_prior: float = 0.2
-    # Terms held by more stories than this do not find candidates (they still count in the score); only the
-    # stories sharing the most indexed weight are scored. tune_dedup.py --scale keeps the cost flat with these.
-    max_posting_stories: int = 200
+    # Terms in the titles of more entries of the window than this do not find candidates (they still count
+    # in the score); only the stories sharing the most indexed weight are scored. tune_dedup.py --scale keeps
+    # the cost flat with these.
+    max_posting: int = 200
     max_candidates: int = 10
     # A story keeps its lead while the lead's likeness to the other members is within this fraction of the
     # best member's: a subscriber's link should not change with every report that joins. Not measured on
@@ -305,7 +306,8 @@ def _words(terms: Iterable[str]) -> Iterator[str]:
 
 @dataclass(slots=True)
 class _Held:
-    """An entry held in the index: what the window, eviction and matching need of it (not its text)."""
+    """An entry held in the index: what the window, eviction and matching need of it (not its text). The
+    index holds every entry of the window (50,000 at 1000x50): its vectors are float32, parallel to terms."""
 
     entry_id: int
     feed_id: int
@@ -313,50 +315,102 @@ class _Held:
     published: datetime
     story_id: int
     terms: tuple[str, ...]
-    weights: array[float]  # the unit vector with general-language weights, parallel to terms
-    raw: array[float]  # each term's informative weight, parallel to terms
+    weights: array[float] | None  # the unit vector with general-language weights (headlines alone only)
+    rare: array[float]  # the unit vector with window rarity, as it was when the entry joined
     keys: tuple[str, ...]
     title_key: str
     title_weight: float
     headline: bool
     has_summary: bool
-    rare: dict[str, float] = field(default_factory=dict)  # the unit vector with window rarity, as it joined
 
 
 @dataclass(slots=True)
 class _Story:
-    """A story's members in the window and the sums its scores are computed from."""
+    """A story's members in the window and the sums its scores are computed from.
+
+    Most stories of a window have one member: such a story keeps no sums of its own, its member's vectors
+    are its sums (`centroid` and `rare_sum` stay None until a second member joins).
+    """
 
     members: dict[int, _Held] = field(default_factory=dict)
-    centroid: dict[str, float] = field(default_factory=dict)  # sum of the members' general unit vectors
-    rare_sum: dict[str, float] = field(default_factory=dict)  # sum of the members' rarity unit vectors
+    centroid: dict[str, float] | None = None  # sum of the general unit vectors of members without summary
+    rare_sum: dict[str, float] | None = None  # sum of the members' rarity unit vectors
     latest: datetime | None = None
     feed_ids: set[int] = field(default_factory=set)
     summaries: int = 0  # members with a summary
+    _norm: float | None = None  # the centroid's length, computed when first needed after a change
 
     def add(self, held: _Held) -> None:
         """Count a new member in the sums."""
+        if len(self.members) == 1:
+            (first,) = self.members.values()
+            self.centroid, self.rare_sum = {}, {}
+            _accumulate(self.centroid, first.terms, first.weights)
+            _accumulate(self.rare_sum, first.terms, first.rare)
         self.members[held.entry_id] = held
-        for term, value in zip(held.terms, held.weights, strict=True):
-            self.centroid[term] = self.centroid.get(term, 0.0) + value
-        for term, value in held.rare.items():
-            self.rare_sum[term] = self.rare_sum.get(term, 0.0) + value
+        if self.centroid is not None and self.rare_sum is not None:
+            _accumulate(self.centroid, held.terms, held.weights)
+            _accumulate(self.rare_sum, held.terms, held.rare)
         if self.latest is None or held.published > self.latest:
             self.latest = held.published
         self.feed_ids.add(held.feed_id)
         self.summaries += held.has_summary
+        self._norm = None
 
     def rebuild(self) -> None:
         """Recompute the sums from the members (after one left: subtracting would leave rounding residue)."""
         members = list(self.members.values())
-        self.members, self.centroid, self.rare_sum, self.latest = {}, {}, {}, None
+        self.members, self.centroid, self.rare_sum, self.latest = {}, None, None, None
         self.feed_ids, self.summaries = set(), 0
         for held in members:
             self.add(held)
 
+    def shared_weight(self, words: Mapping[str, float]) -> float:
+        """The informative weight of the entry's `words` (word -> weight) that the members also use."""
+        if self.rare_sum is None:
+            (only,) = self.members.values()
+            return sum(words.get(t, 0.0) for t in only.terms)
+        rare_sum = self.rare_sum
+        return sum(w for t, w in words.items() if t in rare_sum)
+
+    def rare_dot(self, rare: Mapping[str, float]) -> float:
+        """The dot product of an entry's rarity vector with the sum of the members' rarity vectors."""
+        if self.rare_sum is None:
+            (only,) = self.members.values()
+            return sum(rare.get(t, 0.0) * v for t, v in zip(only.terms, only.rare, strict=True))
+        rare_sum = self.rare_sum
+        return sum(v * rare_sum.get(t, 0.0) for t, v in rare.items())
+
+    def centroid_cosine(self, unit: Mapping[str, float]) -> float:
+        """The cosine of an entry's general unit vector with the centroid of the members (all without
+        summary: headlines meet headlines this way only)."""
+        if self.centroid is None:
+            (only,) = self.members.values()
+            weights = only.weights or ()
+            dot = sum(unit.get(t, 0.0) * v for t, v in zip(only.terms, weights, strict=True))
+            return dot / (math.sqrt(sum(v * v for v in weights)) or 1.0)
+        if self._norm is None:
+            self._norm = math.sqrt(sum(v * v for v in self.centroid.values()))
+        centroid = self.centroid
+        dot = sum(v * centroid.get(t, 0.0) for t, v in unit.items())
+        return dot / self._norm if self._norm else 0.0
+
+    def likeness(self, held: _Held) -> float:
+        """How like the other members a member is: its rarity vector's dot with theirs summed."""
+        if self.rare_sum is None:
+            return 0.0
+        rare_sum = self.rare_sum
+        return sum(v * (rare_sum.get(t, 0.0) - v) for t, v in zip(held.terms, held.rare, strict=True))
+
     def in_window(self, when: datetime, window: timedelta) -> bool:
         """Whether a member was published within `window` of `when`, either side."""
         return any(abs(h.published - when) <= window for h in self.members.values())
+
+
+def _accumulate(sums: dict[str, float], terms: tuple[str, ...], values: Iterable[float] | None) -> None:
+    """Add one vector (terms, values) into a sum (None: a vector the member does not keep)."""
+    for term, value in zip(terms, values or (), strict=values is not None):
+        sums[term] = sums.get(term, 0.0) + value
 
 
 class StoryIndex:
@@ -367,9 +421,10 @@ class StoryIndex:
         self.params = params
         self._held: dict[int, _Held] = {}
         self._stories: dict[int, _Story] = {}
-        self._postings: dict[str, dict[int, int]] = {}
-        self._by_url: dict[str, dict[int, _Held]] = {}
-        self._by_title: dict[str, dict[int, _Held]] = {}
+        # term -> the story of each member whose title or slug holds it (a story once per such member)
+        self._postings: dict[str, list[int]] = {}
+        self._by_url: dict[str, list[_Held]] = {}
+        self._by_title: dict[str, list[_Held]] = {}
         self._ages: list[tuple[datetime, int]] = []
         # window rarity: how many counted entries use each word; entries observed before they are added
         self._df: dict[str, int] = {}
@@ -401,6 +456,8 @@ class StoryIndex:
             return Assignment(item.entry_id, None, "new", 0.0)
         rare = self._rarity_vector(vector)
         self._pending = (item, vector, rare)
+        words = {t: w for t, w in zip(vector.terms, vector.raw, strict=True) if "_" not in t}
+        unit = dict(zip(vector.terms, vector.weights, strict=True))
         best_id, best, best_margin = None, 0.0, -math.inf
         for story_id in self._candidates(vector):
             story = self._stories[story_id]
@@ -410,9 +467,9 @@ class StoryIndex:
                 continue  # only entries of this feed: they join each other through rules 1 and 2 only
             # headlines meet headlines by the centroid; as soon as either side has a summary, by the members
             if vector.has_summary or story.summaries:
-                value, threshold = self._event_score(item, vector, rare, story), self.params.threshold
+                value, threshold = self._event_score(item, words, rare, story), self.params.threshold
             else:
-                value, threshold = self._headline_score(vector, story), self.params.title_only_threshold
+                value, threshold = self._headline_score(words, unit, story), self.params.title_only_threshold
             margin = value - threshold
             if not (vector.has_summary or story.summaries) and margin >= 0:
                 margin = value * len(story.members) ** self.params.headline_size_prior - threshold
@@ -434,21 +491,22 @@ class StoryIndex:
             self._observed.discard(item.entry_id)
         else:
             self._count(vector.terms, 1)
+        rare = rare if rare is not None else self._rarity_vector(vector)
         held = _Held(
             item.entry_id, item.feed_id, item.canonical_url, item.published, story_id, vector.terms,
-            vector.weights, vector.raw, vector.keys, vector.title_key, vector.title_weight, vector.headline,
-            vector.has_summary, rare if rare is not None else self._rarity_vector(vector),
+            None if vector.has_summary else array("f", vector.weights),
+            array("f", map(rare.__getitem__, vector.terms)), vector.keys,
+            vector.title_key, vector.title_weight, vector.headline, vector.has_summary,
         )  # fmt: skip
         self._held[item.entry_id] = held
         self._stories.setdefault(story_id, _Story()).add(held)
         if vector.headline:
             for term in vector.keys:
-                posting = self._postings.setdefault(term, {})
-                posting[story_id] = posting.get(story_id, 0) + 1
+                self._postings.setdefault(term, []).append(story_id)
         if item.canonical_url:
-            self._by_url.setdefault(item.canonical_url, {})[item.entry_id] = held
+            self._by_url.setdefault(item.canonical_url, []).append(held)
         if vector.title_key:
-            self._by_title.setdefault(vector.title_key, {})[item.entry_id] = held
+            self._by_title.setdefault(vector.title_key, []).append(held)
         heapq.heappush(self._ages, (item.published, item.entry_id))
 
     def evict(self, before: datetime) -> None:
@@ -471,36 +529,32 @@ class StoryIndex:
         if story is None:
             return None
         top = max(priority(h.feed_id) for h in story.members.values())
-        likeness: dict[int, float] = {}
-        for held in story.members.values():
-            if priority(held.feed_id) == top:
-                # the dot with the other members' sum: the story's sum minus this member's own vector
-                likeness[held.entry_id] = sum(v * (story.rare_sum.get(t, 0.0) - v) for t, v in held.rare.items())
+        likeness = {h.entry_id: story.likeness(h) for h in story.members.values() if priority(h.feed_id) == top}
         best = max(likeness.values())
         if current in likeness and likeness[current] >= best - self.params.lead_margin * abs(best):
             return current
         return next(entry_id for entry_id, value in likeness.items() if value >= best - 1e-9)
 
-    def _event_score(self, item: DedupItem, vector: TermVector, rare: Mapping[str, float], story: _Story) -> float:
+    def _event_score(
+        self, item: DedupItem, words: Mapping[str, float], rare: Mapping[str, float], story: _Story
+    ) -> float:
         """An entry with a summary against a story: the mean rarity-weighted cosine with its members, faded
         by the hours since the story's latest report; 0 when they share too little informative weight."""
-        if _shared_weight(vector, story.centroid) < self.params.min_shared_weight:
+        if story.shared_weight(words) < self.params.min_shared_weight:
             return 0.0
-        mean = sum(v * story.rare_sum.get(t, 0.0) for t, v in rare.items()) / len(story.members)
+        mean = story.rare_dot(rare) / len(story.members)
         assert story.latest is not None
         hours = abs((item.published - story.latest).total_seconds()) / 3600
         return mean * math.exp(-hours / self.params.decay_hours)
 
-    def _headline_score(self, vector: TermVector, story: _Story) -> float:
+    def _headline_score(self, words: Mapping[str, float], unit: Mapping[str, float], story: _Story) -> float:
         """A headline alone against a story: the cosine with its centroid (general-language weights); 0 when
         they share too little, or below `weak_share_cosine` when they share about one rare word."""
         params = self.params
-        shared = _shared_weight(vector, story.centroid)
+        shared = story.shared_weight(words)
         if shared < params.title_min_shared_weight:
             return 0.0
-        norm = math.sqrt(sum(v * v for v in story.centroid.values()))
-        dot = sum(v * story.centroid.get(t, 0.0) for t, v in zip(vector.terms, vector.weights, strict=True))
-        cosine = dot / norm if norm else 0.0
+        cosine = story.centroid_cosine(unit)
         if shared < params.strong_shared_weight and cosine < params.weak_share_cosine:
             return 0.0
         return cosine
@@ -541,10 +595,10 @@ class StoryIndex:
             return Assignment(item.entry_id, held.story_id, "title", 1.0)
         return None
 
-    def _latest_in_window(self, entries: dict[int, _Held] | None, item: DedupItem) -> _Held | None:
+    def _latest_in_window(self, entries: list[_Held] | None, item: DedupItem) -> _Held | None:
         """The most recently published of `entries` within the window of `item`, if any."""
         window = self.params.window
-        near = [h for h in (entries or {}).values() if abs(h.published - item.published) <= window]
+        near = [h for h in entries or () if abs(h.published - item.published) <= window]
         return max(near, key=lambda h: h.published, default=None)
 
     def _candidates(self, vector: TermVector) -> list[int]:
@@ -553,9 +607,9 @@ class StoryIndex:
         raw = dict(zip(vector.terms, vector.raw, strict=True))
         for term in vector.keys:
             posting = self._postings.get(term)
-            if posting is None or len(posting) > self.params.max_posting_stories:
+            if posting is None or len(posting) > self.params.max_posting:
                 continue
-            for story_id in posting:
+            for story_id in dict.fromkeys(posting):
                 shared[story_id] = shared.get(story_id, 0.0) + raw[term]
         return sorted(shared, key=shared.__getitem__, reverse=True)[: self.params.max_candidates]
 
@@ -571,18 +625,11 @@ class StoryIndex:
             del self._stories[held.story_id]
         for term in held.keys if held.headline else ():
             posting = self._postings[term]
-            posting[held.story_id] -= 1
-            if posting[held.story_id] <= 0:
-                del posting[held.story_id]
-                if not posting:
-                    del self._postings[term]
+            posting.remove(held.story_id)
+            if not posting:
+                del self._postings[term]
         for lookup, key in ((self._by_url, held.canonical_url), (self._by_title, held.title_key)):
             if key and key in lookup:
-                lookup[key].pop(entry_id, None)
+                lookup[key].remove(held)
                 if not lookup[key]:
                     del lookup[key]
-
-
-def _shared_weight(vector: TermVector, centroid: Mapping[str, float]) -> float:
-    """The informative weight of the vector's words (not bigrams) that the story's members also use."""
-    return sum(w for t, w in zip(vector.terms, vector.raw, strict=True) if "_" not in t and t in centroid)
