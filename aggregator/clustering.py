@@ -9,11 +9,22 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timedelta
 
-from .config import Config
-from .dedup import DEFAULT_THRESHOLD, TITLE_ONLY_THRESHOLD, StoryIndex
+from .config import Config, DedupSettings
+from .dedup import DEFAULTS, Params, StoryIndex
 from .store import Store
+from .store.stories import StoryWriter
 
-__all__ = ["EVICTION_SLACK", "StoryClusterer", "cluster_new_entries"]
+__all__ = ["EVICTION_SLACK", "StoryClusterer", "cluster_new_entries", "params_for"]
+
+
+def params_for(settings: DedupSettings) -> Params:
+    """The matching parameters feeds.yaml's `dedup:` section asks for (the measured defaults otherwise)."""
+    return Params(
+        window=timedelta(hours=settings.window_hours),
+        threshold=settings.threshold or DEFAULTS.threshold,
+        title_only_threshold=settings.title_only_threshold or DEFAULTS.title_only_threshold,
+        decay_hours=settings.decay_hours or DEFAULTS.decay_hours,
+    )
 
 
 def cluster_new_entries(store: Store, config: Config, now: datetime) -> int:
@@ -60,6 +71,7 @@ class StoryClusterer:
         try:
             with store.story_writer() as writer:
                 for items in itertools.chain([first], batches):
+                    index.observe(items)
                     for item in items:
                         # evict with some slack: the next pass's entries are often a little older than this
                         # pass's newest, and an index that no longer covers them must be seeded again
@@ -74,10 +86,22 @@ class StoryClusterer:
                         writer.assign(assignment, story_id)
                         index.add(item, story_id)
                     count += len(items)
+                self._choose_leads(store, index, writer)
         except BaseException:
             self.reset()  # the transaction rolled back: the index holds assignments that were never stored
             raise
         return count
+
+    @staticmethod
+    def _choose_leads(store: Store, index: StoryIndex, writer: StoryWriter) -> None:
+        """Give each story that gained an entry its most representative report as lead (priority feeds
+        first), keeping the current one unless another is clearly more representative."""
+        priorities = store.feed_priorities()
+        current = writer.leads(writer.touched)
+        for story_id in writer.touched:
+            lead = index.representative(story_id, lambda feed_id: priorities.get(feed_id, 0), current.get(story_id))
+            if lead is not None:
+                writer.set_lead(story_id, lead)
 
     def index_for(self, store: Store, config: Config, since: datetime) -> StoryIndex:
         """The kept index when it covers `since` with the same settings; else a new one seeded from the store."""
@@ -85,11 +109,7 @@ class StoryClusterer:
         covered = self._covers_from is not None and since >= self._covers_from
         if self._index is not None and self._settings == settings and covered:
             return self._index
-        index = StoryIndex(
-            window=timedelta(hours=settings.window_hours),
-            threshold=settings.threshold or DEFAULT_THRESHOLD,
-            title_only_threshold=settings.title_only_threshold or TITLE_ONLY_THRESHOLD,
-        )
+        index = StoryIndex(params_for(settings))
         for item, story_id in store.window_entries(since):
             index.add(item, story_id)
         self._index, self._settings, self._covers_from = index, settings, since

@@ -194,6 +194,7 @@ class DedupSettings(_Strict):
     window_hours: float = Field(default=72.0, gt=0)
     threshold: float | None = Field(default=None, gt=0, le=1)
     title_only_threshold: float | None = Field(default=None, gt=0, le=1)
+    decay_hours: float | None = Field(default=None, gt=0)
 
 
 class RetentionSettings(_Strict):

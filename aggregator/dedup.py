@@ -1,95 +1,119 @@
 """Story clustering: decide which story each new entry joins (pure: no I/O, no clock).
 
-Entries arrive in `published` order. Each one is compared with the stories that have members published
-within `window` of it, in this order:
+A story is one *event*: one development reported by several outlets, not a topic. Entries arrive in
+`published` order and each is compared with the stories that have members in the window (72 hours):
 
 1. ``url``: an entry of the window has the same canonical URL (any feed, also the entry's own feed).
 2. ``title``: an entry of the window has the same normalized title, and that title is informative enough
    (``"Live updates"`` from three outlets is three stories).
-3. ``similar``: the cosine between the entry's term vector and a story's *centroid* (the sum of its members'
-   unit vectors) reaches the threshold, and the entry shares at least `MIN_SHARED_WEIGHT` of informative
-   word weight with that story (a higher cosine when it shares little more than one rare word). A story
-   made only of the entry's own feed is skipped, so a feed's entries never join each other by similarity
-   (a feed's "Markets wrap" series stays apart), only through rules 1 and 2, yet an outlet's follow-up
-   joins the story that other outlets report. (Scoring against the centroid without the feed's own members
-   measured the same on uci-dev.csv, P 0.983 / 0.951, B3 F1 0.887 / 0.846, at several times the cost.) Among
-   the stories that qualify, a mild size prior favours the established story over a young split-off.
-   Entries with a summary need `DEFAULT_THRESHOLD`; titles alone score lower and need
-   `TITLE_ONLY_THRESHOLD`.
+3. ``similar``: the entry is close enough to a story's members:
+
+   - an entry with a summary is compared with *every* member (average linkage: the mean of its cosines with
+     them), with terms weighted by how rare they are in general language *and* in the window, so the words of
+     this week's big topic ("Israel", "Hamas", "Biden") identify nothing while the specifics of one event
+     ("Hroza", "Kuiper", "Rutherglen") do; the score fades with the time since the story's latest report
+     (`Params.decay_hours`). A topic's stories share vocabulary with each new report, but not with all
+     members at once: averaging, rather than comparing with a centroid or the nearest member, keeps a chain
+     of related reports from growing into a topic, and gives a big story no advantage over a small one.
+   - an entry with a title only (some feeds send no summary) is compared with the story's centroid, with
+     general-language weights: two headlines share too few words to tell one development from the next,
+     and a centroid lets them meet the story the way its other reports word it.
+
+   Either way the entry must share at least some informative weight with the story (one shared name is the
+   classic false merge), and a story made only of the entry's own feed is never joined by similarity, so a
+   feed's series ("Markets wrap") stays apart while an outlet's follow-up joins the story others report.
 4. ``new``: otherwise the entry starts a story.
 
-Term weights come from general-language word frequencies (wordfreq): a word's weight is ``8 - zipf``, so
-"the" weighs about 0.3 and "Titanfall" 5.4; unknown words weigh the most. Title terms count more than summary
-terms, adjacent informative words also form a bigram term, and CJK text is cut into character bigrams.
+Stories never merge once created, so story ids stay stable: an entry that could join two stories joins the
+better one. `StoryIndex.representative` names the member most like the others (a story's lead).
 
-Stories never merge once created, so story ids stay stable: an entry that bridges two stories joins the
-best-scoring one only. Comparing with the centroid rather than with the nearest member keeps a chain of
-pairwise-similar entries from drifting into one giant story.
+Candidate stories come from an inverted index of title and slug terms (term -> stories), never from a scan
+of the window. The index holds what it is given until `evict()` drops entries older than the window.
 
-Candidate stories come from an inverted index (term -> stories -> member count), never from a scan of the
-window; terms held by more than `MAX_POSTING_STORIES` stories are too common to find candidates with.
-The index holds what it was given until `evict()` drops entries older than the window: the caller evicts.
-
-Every threshold below was measured with ``benchmarks/tune_dedup.py`` on ``uci-dev.csv`` (2,657 real
-headlines, Google News story labels, titles only); see ``benchmarks/DEDUP.md``.
+Every constant is in `Params` (the matching) or below (how text becomes a term vector, baked into the
+vectors stored in `entry_terms`), each with the data set and the number that chose it:
+``benchmarks/tune_dedup.py`` measures both data sets and writes ``benchmarks/DEDUP.md``.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-import operator
 import re
 import sys
 import unicodedata
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from itertools import compress, repeat
 from urllib.parse import urlsplit
 
 from aggregator.models import Assignment, DedupItem, TermVector
 from aggregator.zipf import zipf_frequency
 
 __all__ = [
-    "DEFAULT_THRESHOLD",
-    "DEFAULT_WINDOW",
-    "TITLE_ONLY_THRESHOLD",
+    "DEFAULTS",
+    "Params",
     "StoryIndex",
     "normalize_title",
     "term_vector",
 ]
 
-# The issue's window: a story stays open for three days after its latest entry.
-DEFAULT_WINDOW = timedelta(hours=72)
-# Cosine with a story centroid at or above which an entry joins it. uci-dev.csv (titles only, one feed per
-# publisher, story-hash halves 0 / 1): 0.25 gives pairwise precision 0.978 / 0.986, recall 0.301 / 0.450;
-# 0.10 would add recall (0.314 / 0.552) at precision 0.969 / 0.979, but the WAIC case of tests/test_dedup.py
-# (with summaries) scores a distractor at 0.21 and its weakest true member at 0.36: 0.25 sits between.
-DEFAULT_THRESHOLD = 0.25
-# The threshold when the entry has no summary (titles only), where cosines run lower. uci-dev.csv, titles only,
-# one feed per publisher, halves 0 / 1, with the same-feed rule comparing against other feeds' members:
-# 0.08: pair P 0.976 / 0.981, R 0.878 / 0.735, B3 F1 0.875 / 0.846; 0.10: P 0.987 / 0.983, R 0.871 / 0.712,
-# B3 F1 0.867 / 0.834; 0.12: R 0.869 / 0.698; 0.16: R 0.860 / 0.672. With SLUG_SHARE 1.0, through the whole
-# pipeline (benchmarks/stories.py): 0.10 gives pair P 0.979 / 0.954, R 0.903 / 0.762, B3 F1 0.889 / 0.855;
-# 0.12 gives P 0.980 / 0.963, R 0.899 / 0.745, B3 F1 0.885 / 0.849. 0.10 keeps recall >= 0.70 on both halves
-# with margin, and the neighbourhood (0.10-0.12) holds the targets, so the choice is not a knife edge.
-TITLE_ONLY_THRESHOLD = 0.10
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """How entries are matched to stories. Chosen on half A of rumca-dev's labelled pairs (real feeds with
+    summaries) and half 0 of uci-dev.csv (headlines only); the other halves report how each choice carries
+    over (benchmarks/DEDUP.md). feeds.yaml sets `window`, `threshold`, `title_only_threshold` and
+    `decay_hours` (dedup.*)."""
+
+    # A story stays open this long after a report; reports further apart never meet.
+    window: timedelta = timedelta(hours=72)
+    # Mean rarity-weighted cosine with a story's members at or above which an entry with a summary joins it.
+    # rumca-dev half A: 0.35 -> P 0.71 / R 0.09, 0.40 -> P 0.84 / R 0.08, 0.45 -> P 0.86 / R 0.07 (DEDUP.md).
+    threshold: float = 0.40
+    # Cosine with a story's centroid at or above which a headline without summary joins it. uci-dev.csv half
+    # 0: 0.10 keeps pairwise recall >= 0.70 with precision >= 0.98 (DEDUP.md).
+    title_only_threshold: float = 0.10
+    # Window rarity: a term's weight is multiplied by (ln((N + prior) / (df + prior)) + 1) ** power, N the
+    # entries of the window and df those using the term. rumca-dev half A: power 2 beat 1 (P 0.77 vs 0.63 at
+    # the same recall); power 3 did not add. The prior keeps a small window (a few feeds, the first pass)
+    # from weighting words by chance: with 20 entries every weight stays within a factor of 1.5.
+    rarity_power: float = 2.0
+    rarity_prior: float = 3.0
+    # A story's score is multiplied by exp(-hours since its latest report / decay_hours): one development is
+    # reported within a day or so. rumca-dev half A: 24 h took precision from 0.75 to 0.83 at recall 0.08.
+    decay_hours: float = 24.0
+    # Informative word weight (sum of 8 - zipf over shared words) an entry with a summary must share with a
+    # story. rumca-dev half A: 8 vs 4 gained 0.01 precision, no recall.
+    min_shared_weight: float = 8.0
+    # The same for a headline alone, and its weak-share rule: below `strong_shared_weight` (about one rare
+    # word: "Tips for playing Titanfall", "Nvidia") the cosine must reach `weak_share_cosine`. uci-dev.csv
+    # (one feed per row, t=0.14): 6.0 cut pairwise recall to 0.717 / 0.621 from 0.862 / 0.644 at 4.0.
+    title_min_shared_weight: float = 4.0
+    strong_shared_weight: float = 6.0
+    weak_share_cosine: float = 0.5
+    headline_size_prior: float = 0.2
+    # Terms in the titles of more entries of the window than this do not find candidates (they still count
+    # in the score); only the stories sharing the most indexed weight are scored. tune_dedup.py --scale keeps
+    # the cost flat with these.
+    max_posting: int = 200
+    max_candidates: int = 10
+    # A story keeps its lead while the lead's likeness to the other members is within this fraction of the
+    # best member's: a subscriber's link should not change with every report that joins. Not measured on
+    # labels (it changes no clustering); 0.1 keeps the five wire copies of tests/test_render.py on one link.
+    lead_margin: float = 0.1
+
+
+DEFAULTS = Params()
+
+# How an entry's text becomes a term vector. These are baked into the vectors stored in `entry_terms`: after
+# changing one, empty that table (README, The store) so the vectors are built again.
+
 # A "title" of more words than this is not a headline (a feed bug, a whole article in <title>): it never
 # joins or gathers a story by similarity, only by identical URL or title. uci-dev.csv's longest title has 18.
 MAX_HEADLINE_WORDS = 40
-# Informative word weight (sum of 8 - zipf over shared words) an entry must share with a story besides the
-# cosine. uci-dev.csv (one feed per row, t=0.14): 6.0 cut pairwise recall to 0.717 / 0.621 from 0.862 / 0.644
-# at 4.0; 3.0 dropped precision on half 1 to 0.976 for +0.02 recall.
-MIN_SHARED_WEIGHT = 4.0
-# Below this shared weight (about one rare word: "Tips for playing Titanfall", "Nvidia") the cosine must
-# reach WEAK_SHARE_COSINE instead of the threshold: a single shared name is the classic false merge.
-# uci-dev.csv: costs recall (0.862 -> 0.761 on half 0) and buys precision on half 1 (0.981 -> 0.989).
-STRONG_SHARED_WEIGHT = 6.0
-WEAK_SHARE_COSINE = 0.5
-
 # A word's weight is MAX_WEIGHT - zipf (zipf: log10 of frequency per billion words, 0 when unknown).
 MAX_WEIGHT = 8.0
 # Words lighter than this ("the", "of", "said": zipf >= 6.5) are neither scored nor indexed.
@@ -104,26 +128,12 @@ TITLE_BOOST = 2.0
 # 0.5 within 0.015 B-cubed F1 of each other; 1.0 lost 0.03 to 0.09 recall. Kept at 0.5 to favour exact phrases.
 BIGRAM_FACTOR = 0.5
 # Weight of one CJK character bigram (wordfreq cannot segment Chinese or Japanese without extra packages).
-# One shared pair such as 中国 never matches; two need cosine WEAK_SHARE_COSINE; three reach the strong share.
+# One shared pair such as 中国 never matches; two need Params.weak_share_cosine; three reach the strong share.
 CJK_BIGRAM_WEIGHT = 2.0
-# Terms held by more stories than this do not find candidates (they still count in the score). The
-# synthetic 10,000-item window of tune_dedup.py --scale keeps the median under 1 ms with this.
-MAX_POSTING_STORIES = 200
-# Among the stories above the threshold, the entry joins the one of highest cosine * members**SIZE_PRIOR:
-# a young two-entry story has a sharper centroid than the big story it split from, and should not win
-# just for that. uci-dev.csv (t=0.10, one feed per publisher): B-cubed F1 0.436 / 0.633 at 0.0, 0.550 / 0.732
-# at 0.2; 0.4 dropped pairwise precision on half 1 to 0.86 (one feed per row).
-SIZE_PRIOR = 0.2
 # Words of the link's slug count like summary words times this: most outlets put the headline, often a
 # longer one, in the URL. uci-dev.csv (titles only, halves 0 / 1): 0 gives pair R 0.871 / 0.712 and
 # B3 F1 0.867 / 0.834; 1.0 gives R 0.901 / 0.747, B3 F1 0.887 / 0.846 at pair P 0.983 / 0.951.
 SLUG_SHARE = 1.0
-# Candidates are found through the terms of the title and the URL slug only (summary terms still count in the
-# score): headlines name the story, and indexing every summary word cost 1.1 GB and 280 s on the 1000x50
-# benchmark corpus (50,000 entries of ~100 summary words). uci-dev.csv is titles only: unchanged.
-# Only the stories sharing the most indexed weight are scored exactly. uci-dev.csv: 10 and 30 give the same
-# clusters; on the 200x50 benchmark corpus 30 spent a third of the pass scoring hopeless candidates.
-MAX_CANDIDATES = 10
 # An entry's vector keeps its heaviest terms only (and every title and slug term): with WEIGHT_POWER the light
 # tail barely moves a cosine, but it made up most of the index's memory and scoring time. On the 200x50
 # benchmark corpus (summaries of ~1,500 characters), 32 instead of all terms took clustering from 7.9 to 3.3 s;
@@ -289,11 +299,15 @@ def _item_terms(item: DedupItem) -> TermVector:
     return item.terms or term_vector(item.title, item.summary_text, item.canonical_url)
 
 
+def _words(terms: Iterable[str]) -> Iterator[str]:
+    """The single words among terms (bigrams "a_b" are made of them)."""
+    return (t for t in terms if "_" not in t)
+
+
 @dataclass(slots=True)
 class _Held:
-    """An entry held in the index: what the window, eviction and matching need of it, copied from its item
-    and TermVector. Not the text, nor the raw weights (only the entry being assigned needs those): the index
-    holds every entry of the window (50,000 at 1000x50)."""
+    """An entry held in the index: what the window, eviction and matching need of it (not its text). The
+    index holds every entry of the window (50,000 at 1000x50): its vectors are float32, parallel to terms."""
 
     entry_id: int
     feed_id: int
@@ -301,175 +315,198 @@ class _Held:
     published: datetime
     story_id: int
     terms: tuple[str, ...]
-    weights: array[float]  # the unit vector, parallel to terms
+    weights: array[float] | None  # the unit vector with general-language weights (headlines alone only)
+    rare: array[float]  # the unit vector with window rarity, as it was when the entry joined
     keys: tuple[str, ...]
     title_key: str
     title_weight: float
     headline: bool
-
-    def unit(self) -> Iterator[tuple[str, float]]:
-        """The unit vector's (term, value) pairs, in the order they were built."""
-        return zip(self.terms, self.weights, strict=True)
+    has_summary: bool
 
 
 @dataclass(slots=True)
 class _Story:
-    """A story's members in the window and their centroid.
+    """A story's members in the window and the sums its scores are computed from.
 
-    A story that has only ever had one member keeps no centroid dict of its own (`centroid` None): its
-    centroid is that member's unit vector, built on demand by `view()` exactly as `add()` would have built it.
-    Most stories of a busy window are such singletons, so this halves the index's memory.
+    Most stories of a window have one member: such a story keeps no sums of its own, its member's vectors
+    are its sums (`centroid` and `rare_sum` stay None until a second member joins).
     """
 
-    centroid: dict[str, float] | None = None
-    sq_norm: float = 0.0
     members: dict[int, _Held] = field(default_factory=dict)
-    # the members of each feed, in membership order: a story can hold thousands of entries
-    feeds: dict[int, list[_Held]] = field(default_factory=dict)
+    centroid: dict[str, float] | None = None  # sum of the general unit vectors of members without summary
+    rare_sum: dict[str, float] | None = None  # sum of the members' rarity unit vectors
+    latest: datetime | None = None
+    feed_ids: set[int] = field(default_factory=set)
+    summaries: int = 0  # members with a summary
+    _norm: float | None = None  # the centroid's length, computed when first needed after a change
 
-    def join(self, held: _Held) -> None:
-        """List a new member under its feed (its vector goes into the centroid with add())."""
-        self.feeds.setdefault(held.feed_id, []).append(held)
+    def add(self, held: _Held) -> None:
+        """Count a new member in the sums."""
+        if len(self.members) == 1:
+            (first,) = self.members.values()
+            self.centroid, self.rare_sum = {}, {}
+            _accumulate(self.centroid, first.terms, first.weights)
+            _accumulate(self.rare_sum, first.terms, first.rare)
+        self.members[held.entry_id] = held
+        if self.centroid is not None and self.rare_sum is not None:
+            _accumulate(self.centroid, held.terms, held.weights)
+            _accumulate(self.rare_sum, held.terms, held.rare)
+        if self.latest is None or held.published > self.latest:
+            self.latest = held.published
+        self.feed_ids.add(held.feed_id)
+        self.summaries += held.has_summary
+        self._norm = None
 
-    def leave(self, held: _Held) -> None:
-        """Unlist a member from its feed (its vector leaves the centroid with add(..., -1))."""
-        own = self.feeds[held.feed_id]
-        own.remove(held)
-        if not own:
-            del self.feeds[held.feed_id]
+    def rebuild(self) -> None:
+        """Recompute the sums from the members (after one left: subtracting would leave rounding residue)."""
+        members = list(self.members.values())
+        self.members, self.centroid, self.rare_sum, self.latest = {}, None, None, None
+        self.feed_ids, self.summaries = set(), 0
+        for held in members:
+            self.add(held)
 
-    def add(self, held: _Held, sign: float) -> None:
-        """Add (sign 1) or remove (sign -1) one member's vector from the centroid."""
+    def shared_weight(self, words: Mapping[str, float]) -> float:
+        """The informative weight of the entry's `words` (word -> weight) that the members also use."""
+        if self.rare_sum is None:
+            (only,) = self.members.values()
+            return sum(words.get(t, 0.0) for t in only.terms)
+        rare_sum = self.rare_sum
+        return sum(w for t, w in words.items() if t in rare_sum)
+
+    def rare_dot(self, rare: Mapping[str, float]) -> float:
+        """The dot product of an entry's rarity vector with the sum of the members' rarity vectors."""
+        if self.rare_sum is None:
+            (only,) = self.members.values()
+            return sum(rare.get(t, 0.0) * v for t, v in zip(only.terms, only.rare, strict=True))
+        rare_sum = self.rare_sum
+        return sum(v * rare_sum.get(t, 0.0) for t, v in rare.items())
+
+    def centroid_cosine(self, unit: Mapping[str, float]) -> float:
+        """The cosine of an entry's general unit vector with the centroid of the members (all without
+        summary: headlines meet headlines this way only)."""
         if self.centroid is None:
-            if sign > 0 and len(self.members) == 1:
-                # the first member: the same arithmetic as below on an empty centroid (0.0 + value)
-                sq_norm = self.sq_norm
-                for value in held.weights:
-                    new = 0.0 + sign * value
-                    sq_norm += new * new - 0.0 * 0.0
-                self.sq_norm = sq_norm
-                return
-            self.centroid = self.view()
+            (only,) = self.members.values()
+            weights = only.weights or ()
+            dot = sum(unit.get(t, 0.0) * v for t, v in zip(only.terms, weights, strict=True))
+            return dot / (math.sqrt(sum(v * v for v in weights)) or 1.0)
+        if self._norm is None:
+            self._norm = math.sqrt(sum(v * v for v in self.centroid.values()))
         centroid = self.centroid
-        for term, value in held.unit():
-            old = centroid.get(term, 0.0)
-            new = old + sign * value
-            self.sq_norm += new * new - old * old
-            if abs(new) < 1e-9:
-                centroid.pop(term, None)
-            else:
-                centroid[term] = new
+        dot = sum(v * centroid.get(t, 0.0) for t, v in unit.items())
+        return dot / self._norm if self._norm else 0.0
 
-    def view(self) -> dict[str, float]:
-        """The centroid (for a never-changed singleton, built from its only member's vector)."""
-        if self.centroid is not None:
-            return self.centroid
-        held = next(iter(self.members.values()))  # the first member: the only one that has counted
-        if min(held.weights, default=1.0) >= 1e-9:
-            return dict(held.unit())  # unit values are positive, and 0.0 + v is v: built at C speed
-        return {term: 0.0 + value for term, value in held.unit() if not abs(0.0 + value) < 1e-9}
+    def likeness(self, held: _Held) -> float:
+        """How like the other members a member is: its rarity vector's dot with theirs summed."""
+        if self.rare_sum is None:
+            return 0.0
+        rare_sum = self.rare_sum
+        return sum(v * (rare_sum.get(t, 0.0) - v) for t, v in zip(held.terms, held.rare, strict=True))
 
     def in_window(self, when: datetime, window: timedelta) -> bool:
         """Whether a member was published within `window` of `when`, either side."""
-        # newest first: in a time-ordered stream the first member tried is usually the answer
-        return any(abs(h.published - when) <= window for h in reversed(self.members.values()))
+        return any(abs(h.published - when) <= window for h in self.members.values())
+
+
+def _accumulate(sums: dict[str, float], terms: tuple[str, ...], values: Iterable[float] | None) -> None:
+    """Add one vector (terms, values) into a sum (None: a vector the member does not keep)."""
+    for term, value in zip(terms, values or (), strict=values is not None):
+        sums[term] = sums.get(term, 0.0) + value
 
 
 class StoryIndex:
-    """In-memory index of the recent entries of the time window, for candidate search."""
+    """In-memory index of the entries of the time window: candidate search, scores, window rarity."""
 
-    def __init__(
-        self,
-        window: timedelta = DEFAULT_WINDOW,
-        threshold: float = DEFAULT_THRESHOLD,
-        title_only_threshold: float = TITLE_ONLY_THRESHOLD,
-    ) -> None:
+    def __init__(self, params: Params = DEFAULTS) -> None:
         """Create an empty index; seed it with add() from the store."""
-        self.window = window
-        self.threshold = threshold
-        self.title_only_threshold = title_only_threshold
+        self.params = params
         self._held: dict[int, _Held] = {}
         self._stories: dict[int, _Story] = {}
-        self._postings: dict[str, dict[int, int]] = {}
-        self._by_url: dict[str, dict[int, _Held]] = {}
-        self._by_title: dict[str, dict[int, _Held]] = {}
+        # term -> the story of each member whose title or slug holds it (a story once per such member)
+        self._postings: dict[str, list[int]] = {}
+        self._by_url: dict[str, list[_Held]] = {}
+        self._by_title: dict[str, list[_Held]] = {}
         self._ages: list[tuple[datetime, int]] = []
+        # window rarity: how many counted entries use each word; entries observed before they are added
+        self._df: dict[str, int] = {}
+        self._counted = 0
+        self._observed: set[int] = set()
         # the vector assign() used for its item, reused by the add() of the same item that follows
-        self._pending: tuple[DedupItem, TermVector] | None = None
+        self._pending: tuple[DedupItem, TermVector, dict[str, float] | None] | None = None
 
     def __len__(self) -> int:
         """Number of entries held."""
         return len(self._held)
 
+    def observe(self, items: Iterable[DedupItem]) -> None:
+        """Count the words of entries about to be assigned, so the window's rarity includes them from the
+        first one on (a first pass stores a whole window at once)."""
+        for item in items:
+            if item.entry_id not in self._held and item.entry_id not in self._observed:
+                self._observed.add(item.entry_id)
+                self._count(_item_terms(item).terms, 1)
+
     def assign(self, item: DedupItem) -> Assignment:
         """Decide which story the item joins (story_id None: a new one); the caller then calls add()."""
         vector = _item_terms(item)
-        self._pending = (item, vector)
+        self._pending = (item, vector, None)
         exact = self._exact_match(item, vector)
         if exact is not None:
             return exact
         if not vector.headline:
             return Assignment(item.entry_id, None, "new", 0.0)
-        threshold = self.threshold if vector.has_summary else self.title_only_threshold
-        best: tuple[float, int, float] | None = None  # (rank, story id, cosine)
-        best_score = 0.0
-        # the sums below run at C speed over these, parallel to the entry's terms: a bigram's raw weight is
-        # zeroed, as only words count towards the shared weight
-        unit_terms, unit_values = vector.terms, vector.weights
-        word_weights = [0.0 if "_" in t else w for t, w in zip(unit_terms, vector.raw, strict=True)]
+        rare = self._rarity_vector(vector)
+        self._pending = (item, vector, rare)
+        words = {t: w for t, w in zip(vector.terms, vector.raw, strict=True) if "_" not in t}
+        unit = dict(zip(vector.terms, vector.weights, strict=True))
+        best_id, best, best_margin = None, 0.0, -math.inf
         for story_id in self._candidates(vector):
             story = self._stories[story_id]
-            if not story.in_window(item.published, self.window):
+            if not story.in_window(item.published, self.params.window):
                 continue
-            if item.feed_id in story.feeds and len(story.feeds) == 1:
+            if story.feed_ids == {item.feed_id}:
                 continue  # only entries of this feed: they join each other through rules 1 and 2 only
-            centroid, sq_norm = story.view(), story.sq_norm
-            # the centroid's value of each term (0.0 when absent; a centroid holds no zeros)
-            values = list(map(centroid.get, unit_terms, repeat(0.0)))
-            shared = sum(compress(word_weights, values))
-            if shared < MIN_SHARED_WEIGHT:
-                continue
-            dot = sum(map(operator.mul, unit_values, values))
-            score = dot / math.sqrt(sq_norm) if sq_norm > 0 else 0.0
-            if shared < STRONG_SHARED_WEIGHT and score < WEAK_SHARE_COSINE:
-                continue
-            best_score = max(best_score, score)
-            rank = score * len(story.members) ** SIZE_PRIOR
-            if score >= threshold and (best is None or rank > best[0]):
-                best = (rank, story_id, score)
-        if best is not None:
-            return Assignment(item.entry_id, best[1], "similar", round(best[2], 4))
-        return Assignment(item.entry_id, None, "new", round(best_score, 4))
+            # headlines meet headlines by the centroid; as soon as either side has a summary, by the members
+            if vector.has_summary or story.summaries:
+                value, threshold = self._event_score(item, words, rare, story), self.params.threshold
+            else:
+                value, threshold = self._headline_score(words, unit, story), self.params.title_only_threshold
+            margin = value - threshold
+            if not (vector.has_summary or story.summaries) and margin >= 0:
+                margin = value * len(story.members) ** self.params.headline_size_prior - threshold
+            if margin > best_margin:
+                best_id, best, best_margin = story_id, value, margin
+        if best_id is None or best_margin < 0:
+            return Assignment(item.entry_id, None, "new", round(best, 4))
+        return Assignment(item.entry_id, best_id, "similar", round(best, 4))
 
     def add(self, item: DedupItem, story_id: int) -> None:
         """Record the item as a member of story_id (seeding from the store, or after assign())."""
         pending, self._pending = self._pending, None
         if item.entry_id in self._held:
             self._remove(item.entry_id)
-        vector = pending[1] if pending is not None and pending[0] is item else _item_terms(item)
+        vector, rare = _item_terms(item), None
+        if pending is not None and pending[0] is item:
+            vector, rare = pending[1], pending[2]
+        if item.entry_id in self._observed:
+            self._observed.discard(item.entry_id)
+        else:
+            self._count(vector.terms, 1)
+        rare = rare if rare is not None else self._rarity_vector(vector)
         held = _Held(
-            item.entry_id, item.feed_id, item.canonical_url, item.published, story_id,
-            vector.terms, vector.weights, vector.keys, vector.title_key, vector.title_weight, vector.headline,
+            item.entry_id, item.feed_id, item.canonical_url, item.published, story_id, vector.terms,
+            None if vector.has_summary else array("f", vector.weights),
+            array("f", map(rare.__getitem__, vector.terms)), vector.keys,
+            vector.title_key, vector.title_weight, vector.headline, vector.has_summary,
         )  # fmt: skip
         self._held[item.entry_id] = held
-        story = self._stories.get(story_id)
-        if story is None:
-            story = self._stories[story_id] = _Story()
-        story.members[item.entry_id] = held
-        story.join(held)
-        story.add(held, 1.0)
+        self._stories.setdefault(story_id, _Story()).add(held)
         if vector.headline:
-            postings = self._postings
             for term in vector.keys:
-                posting = postings.get(term)
-                if posting is None:
-                    postings[term] = {story_id: 1}
-                else:
-                    posting[story_id] = posting.get(story_id, 0) + 1
+                self._postings.setdefault(term, []).append(story_id)
         if item.canonical_url:
-            self._by_url.setdefault(item.canonical_url, {})[item.entry_id] = held
+            self._by_url.setdefault(item.canonical_url, []).append(held)
         if vector.title_key:
-            self._by_title.setdefault(vector.title_key, {})[item.entry_id] = held
+            self._by_title.setdefault(vector.title_key, []).append(held)
         heapq.heappush(self._ages, (item.published, item.entry_id))
 
     def evict(self, before: datetime) -> None:
@@ -480,6 +517,72 @@ class StoryIndex:
             if held is not None and held.published == published:
                 self._remove(entry_id)
 
+    def representative(
+        self, story_id: int, priority: Callable[[int], int] = lambda feed_id: 0, current: int | None = None
+    ) -> int | None:
+        """The member that best represents the story (its lead): among the members of the feeds of highest
+        `priority`, the one most like the others (the highest mean rarity-weighted cosine with them; on a tie
+        the one that joined first, so a later copy never takes over). The `current` lead stays while it is
+        within `Params.lead_margin` of the best, so a story's link does not flip with each new report. None
+        when the index holds no member of the story."""
+        story = self._stories.get(story_id)
+        if story is None:
+            return None
+        top = max(priority(h.feed_id) for h in story.members.values())
+        likeness = {h.entry_id: story.likeness(h) for h in story.members.values() if priority(h.feed_id) == top}
+        best = max(likeness.values())
+        if current in likeness and likeness[current] >= best - self.params.lead_margin * abs(best):
+            return current
+        return next(entry_id for entry_id, value in likeness.items() if value >= best - 1e-9)
+
+    def _event_score(
+        self, item: DedupItem, words: Mapping[str, float], rare: Mapping[str, float], story: _Story
+    ) -> float:
+        """An entry with a summary against a story: the mean rarity-weighted cosine with its members, faded
+        by the hours since the story's latest report; 0 when they share too little informative weight."""
+        if story.shared_weight(words) < self.params.min_shared_weight:
+            return 0.0
+        mean = story.rare_dot(rare) / len(story.members)
+        assert story.latest is not None
+        hours = abs((item.published - story.latest).total_seconds()) / 3600
+        return mean * math.exp(-hours / self.params.decay_hours)
+
+    def _headline_score(self, words: Mapping[str, float], unit: Mapping[str, float], story: _Story) -> float:
+        """A headline alone against a story: the cosine with its centroid (general-language weights); 0 when
+        they share too little, or below `weak_share_cosine` when they share about one rare word."""
+        params = self.params
+        shared = story.shared_weight(words)
+        if shared < params.title_min_shared_weight:
+            return 0.0
+        cosine = story.centroid_cosine(unit)
+        if shared < params.strong_shared_weight and cosine < params.weak_share_cosine:
+            return 0.0
+        return cosine
+
+    def _rarity_vector(self, vector: TermVector) -> dict[str, float]:
+        """The vector's terms re-weighted by their rarity in the window, as a unit vector."""
+        params = self.params
+        total = self._counted + params.rarity_prior
+
+        def rarity(word: str) -> float:
+            inverse = math.log(total / (self._df.get(word, 0) + params.rarity_prior)) + 1.0
+            return float(inverse**params.rarity_power)
+
+        weighted = {t: w * min(map(rarity, t.split("_"))) for t, w in zip(vector.terms, vector.weights, strict=True)}
+        norm = math.sqrt(sum(v * v for v in weighted.values())) or 1.0
+        return {t: v / norm for t, v in weighted.items()}
+
+    def _count(self, terms: Iterable[str], sign: int) -> None:
+        """Add (1) or remove (-1) one entry's words from the window's document frequencies."""
+        df = self._df
+        for word in _words(terms):
+            count = df.get(word, 0) + sign
+            if count > 0:
+                df[word] = count
+            else:
+                df.pop(word, None)
+        self._counted += sign
+
     def _exact_match(self, item: DedupItem, vector: TermVector) -> Assignment | None:
         """Join the story of a window entry with the same canonical URL or informative normalized title."""
         if item.canonical_url:
@@ -488,48 +591,45 @@ class StoryIndex:
                 return Assignment(item.entry_id, held.story_id, "url", 1.0)
         title_key = vector.title_key
         held = self._latest_in_window(self._by_title.get(title_key), item) if title_key else None
-        if held is not None and held.title_weight >= MIN_SHARED_WEIGHT:
+        if held is not None and held.title_weight >= self.params.title_min_shared_weight:
             return Assignment(item.entry_id, held.story_id, "title", 1.0)
         return None
 
-    def _latest_in_window(self, entries: dict[int, _Held] | None, item: DedupItem) -> _Held | None:
+    def _latest_in_window(self, entries: list[_Held] | None, item: DedupItem) -> _Held | None:
         """The most recently published of `entries` within the window of `item`, if any."""
-        near = [h for h in (entries or {}).values() if abs(h.published - item.published) <= self.window]
+        window = self.params.window
+        near = [h for h in entries or () if abs(h.published - item.published) <= window]
         return max(near, key=lambda h: h.published, default=None)
 
     def _candidates(self, vector: TermVector) -> list[int]:
-        """Stories sharing indexed terms with the vector, most shared weight first, at most MAX_CANDIDATES."""
+        """Stories sharing indexed terms with the vector, most shared weight first, at most max_candidates."""
         shared: dict[int, float] = {}
         raw = dict(zip(vector.terms, vector.raw, strict=True))
         for term in vector.keys:
-            weight = raw[term]
             posting = self._postings.get(term)
-            if posting is None or len(posting) > MAX_POSTING_STORIES:
+            if posting is None or len(posting) > self.params.max_posting:
                 continue
-            # shared[s] = shared.get(s, 0.0) + weight for each story s of the posting, at C speed, same order
-            sums = map(operator.add, map(shared.get, posting, repeat(0.0)), repeat(weight))
-            shared.update(zip(posting, sums, strict=True))
-        return sorted(shared, key=shared.__getitem__, reverse=True)[:MAX_CANDIDATES]
+            for story_id in dict.fromkeys(posting):
+                shared[story_id] = shared.get(story_id, 0.0) + raw[term]
+        return sorted(shared, key=shared.__getitem__, reverse=True)[: self.params.max_candidates]
 
     def _remove(self, entry_id: int) -> None:
-        """Forget one entry: its story membership, centroid share, postings and lookups."""
+        """Forget one entry: its story membership and sums, postings, lookups and word counts."""
         held = self._held.pop(entry_id)
+        self._count(held.terms, -1)
         story = self._stories[held.story_id]
         del story.members[entry_id]
-        story.leave(held)
-        if not story.members:
-            del self._stories[held.story_id]  # its centroid goes with it
+        if story.members:
+            story.rebuild()
         else:
-            story.add(held, -1.0)
+            del self._stories[held.story_id]
         for term in held.keys if held.headline else ():
             posting = self._postings[term]
-            posting[held.story_id] -= 1
-            if posting[held.story_id] <= 0:
-                del posting[held.story_id]
-                if not posting:
-                    del self._postings[term]
+            posting.remove(held.story_id)
+            if not posting:
+                del self._postings[term]
         for lookup, key in ((self._by_url, held.canonical_url), (self._by_title, held.title_key)):
             if key and key in lookup:
-                lookup[key].pop(entry_id, None)
+                lookup[key].remove(held)
                 if not lookup[key]:
                     del lookup[key]

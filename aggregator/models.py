@@ -199,6 +199,8 @@ class Story:
     enclosures: tuple[Enclosure, ...] = ()
     sources: tuple[StorySource, ...] = ()
     content: str | None = None
+    # when the newest report was published: outputs list stories by it, newest first (None: `published`)
+    latest: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

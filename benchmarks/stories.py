@@ -1,13 +1,17 @@
-"""Story clustering quality and speed through the real pipeline.
+"""Story clustering quality and speed through the real pipeline, on both labelled data sets.
 
-Quality: turns uci-dev.csv (2,657 real headlines with Google News same-story labels) into one RSS feed per
-publisher (titles, links, dates as in the file; no summaries), serves them on 127.0.0.1, runs
-`aggregator update` into a fresh database, reads `entries.story_id` and prints pairwise and B-cubed
-precision / recall / F1 against the labels, plus the ms per entry the pass spent clustering. The pass clusters
-new entries in publication order, so the headlines are processed as a stream in time order; the labels are
-only read after the pass.
+rumca-dev (real feeds with summaries): serves its 54 RSS files on 127.0.0.1, runs `aggregator update` with the
+default settings into a fresh database, maps the stored entries back to rumca's ids and prints the stratified
+estimates of pairwise precision and recall (halves A / B of the labelled pairs, and all), the largest story,
+the share of entries in stories of more than 30, and the ms per entry the pass spent clustering; then every
+labelled pair it got wrong (false merges and misses), to read.
 
-    python benchmarks/stories.py              # whole file, and each half (crc32 of STORY mod 2)
+uci-dev.csv (2,657 real headlines, Google News same-story labels): one RSS feed per publisher (titles, links,
+dates as in the file; no summaries), the same pass, pairwise and B-cubed precision / recall / F1 on the whole
+file and on each half (crc32 of STORY mod 2), each half in its own database.
+
+    python benchmarks/stories.py              # both data sets
+    python benchmarks/stories.py --rumca      # rumca-dev only (--quiet: without the pairs it got wrong)
     python benchmarks/stories.py --scale      # ms per entry with 10k entries in the window, 10k/100k/1M stored
 """
 
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import zlib
 from collections import defaultdict
 from dataclasses import replace
@@ -33,6 +38,7 @@ from xml.sax.saxutils import escape
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
+import rumca  # noqa: E402
 from corpus import CorpusServer, write_config  # noqa: E402
 from tune_dedup import bcubed_scores, pairwise_scores  # noqa: E402
 
@@ -154,10 +160,16 @@ def scale(sizes: tuple[int, ...], window: int, batch: int) -> None:
             started = time.perf_counter()
             seeded = StoryClusterer().index_for(store, config, now - timedelta(hours=72))
             one_shot.append(time.perf_counter() - started)
+            # the index's memory, traced while a fresh one is seeded (tracing slows it: timed apart, above)
+            tracemalloc.start()
+            traced = StoryClusterer().index_for(store, config, now - timedelta(hours=72))
+            index_bytes = tracemalloc.get_traced_memory()[0]
+            tracemalloc.stop()
             store.close()
         print(
             f"stored {size:>9,}  window {len(seeded):,}  ms per entry, kept index (batches of {batch}): "
-            f"{statistics.median(steady):.3f}  seeding a fresh index (once per one-shot pass): {one_shot[0]:.2f} s"
+            f"{statistics.median(steady):.3f}  seeding a fresh index (once per one-shot pass): {one_shot[0]:.2f} s  "
+            f"index {index_bytes / len(traced):,.0f} bytes per entry"
         )
 
 
@@ -176,7 +188,9 @@ class _Filler:
             url = urls[n % len(urls)]
             published = base + spread * (n - start) / max(1, count)
             title = f"{self.titles[n % len(self.titles)]} {n // len(self.titles)}"
-            parsed = ParsedEntry(id=str(n), title=title, link=f"{url}/{n}", published=published)
+            # a summary of two other headlines (about 150 characters, the median real summary is 160)
+            summary = f"{self.titles[(n * 7 + 3) % len(self.titles)]}. {self.titles[(n * 13 + 5) % len(self.titles)]}."
+            parsed = ParsedEntry(id=str(n), title=title, link=f"{url}/{n}", published=published, summary=summary)
             entry = normalize_entry(parsed, url, self.now)
             if terms:
                 entry = replace(entry, terms=term_vector(entry.title, entry.summary_text, entry.canonical_url))
@@ -186,19 +200,64 @@ class _Filler:
             self.store.save_feed(self.states[url], result, ParsedFeed(), entries, self.now)
 
 
+def run_rumca(workdir: Path, dedup: dict[str, float] | None = None) -> tuple[dict[str, int], dict[str, object]]:
+    """Serve rumca-dev's feeds, run one `aggregator update`, return rumca entry id -> story id and the summary."""
+    feeds = {f"/{path.name}": path.read_bytes() for path in sorted((rumca.DATA / "feeds").glob("*.xml"))}
+    with CorpusServer(feeds) as server:
+        extra = {"dedup": dedup} if dedup else {}
+        config = write_config(workdir, server.urls(), fetch={"per_host": 16, "concurrency": 32}, **extra)
+        done = subprocess.run(
+            [sys.executable, "-m", "aggregator", "--config", str(config), "update", "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    summary = json.loads(done.stdout)
+    ids = {(e["feed_file"], e["link"]): e["entry_id"] for e in rumca.load_entries()}
+    with sqlite3.connect(workdir / "aggregator.db") as conn:
+        rows = conn.execute("SELECT f.url, e.guid, e.story_id FROM entries e JOIN feeds f ON f.id = e.feed_id")
+        stories = {ids[(url.rsplit("/", 1)[1], guid)]: story for url, guid, story in rows}
+    return stories, summary
+
+
+def rumca_quality(dedup: dict[str, float] | None = None, show: bool = True) -> None:
+    """The pipeline over rumca-dev: P and R on each held-out half of the labelled pairs and on all of them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stories, summary = run_rumca(Path(tmp), dedup)
+    per_entry = 1000 * float(summary["cluster_seconds"]) / max(1, int(summary["clustered"]))  # type: ignore[arg-type]
+    for halves in ("A", "B", "AB"):
+        result = rumca.score(stories, halves)
+        print(
+            f"rumca-dev pairs {halves:<2}  P={result.precision:.3f} R={result.recall:.3f}  "
+            f"stories={result.stories} largest={result.largest} in stories over 30: {result.share_over_30:.1%}"
+        )
+    print(f"{'':<8} pass {summary['seconds']} s, clustering {per_entry:.3f} ms per entry")
+    if show:
+        result = rumca.score(stories)
+        for title, pairs in (("false merges", result.false_merges), ("misses", result.misses)):
+            print(f"\n{title} ({len(pairs)}):")
+            for pair in pairs:
+                print(f"  {pair.pair_id} {pair.stratum} {pair.reason}\n    A {pair.text_a}\n    B {pair.text_b}")
+
+
 def main() -> None:
     """Command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--scale", action="store_true", help="time clustering as the store grows")
+    parser.add_argument("--rumca", action="store_true", help="rumca-dev only (real feeds with summaries)")
+    parser.add_argument("--quiet", action="store_true", help="not the pairs of rumca-dev it got wrong")
     parser.add_argument("--title-only-threshold", type=float, help="dedup.title_only_threshold for the pass")
     parser.add_argument("--sizes", default="10000,100000,1000000", help="stored entries for --scale")
     args = parser.parse_args()
     if args.scale:
         scale(tuple(int(s) for s in args.sizes.split(",")), window=10_000, batch=1_000)
+    elif args.rumca:
+        rumca_quality(show=not args.quiet)
     else:
         dedup = {"title_only_threshold": args.title_only_threshold} if args.title_only_threshold else None
         quality(args.data, dedup)
+        rumca_quality(show=not args.quiet)
 
 
 if __name__ == "__main__":

@@ -62,3 +62,16 @@ def test_ingest_on_a_tiny_corpus() -> None:
         ("5x4", "warm", "ok"),
         ("5x4", "changed", "ok"),
     ]
+
+
+SHARED_DATA = BENCHMARKS.parents[1] / "shared" / "data" / "stories"
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not beside the checkout")
+def test_tune_dedup_measures_both_data_sets() -> None:
+    done = run("tune_dedup.py", "--smoke")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["rumca-dev", "uci-dev"]
+    assert all("ms/entry" in line for line in lines)
+    assert "A P=" in lines[0] and "B P=" in lines[0] and "h0 P=" in lines[1] and "h1 P=" in lines[1]

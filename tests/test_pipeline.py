@@ -353,8 +353,9 @@ def test_an_outlet_is_listed_once_however_many_of_its_entries_a_story_holds(tmp_
     config = write_config(tmp_path, [alpha, bravo])
     update_json(config)
     listed = json.loads(run_cli("stories", "--json", config=config).stdout)
+    # the lead (the report most like the others) first, then each other outlet's earliest report
     assert [[(s["feed"], s["title"]) for s in story["sources"]] for story in listed] == [
-        [("Alpha", "Summit opens"), ("Bravo", "Summit begins")]
+        [("Bravo", "Summit begins"), ("Alpha", "Summit opens")]
     ]
     assert query(tmp_path / "aggregator.db", "SELECT entry_count, feed_count FROM stories") == [(3, 2)]
 

@@ -138,8 +138,8 @@ def test_atom_parses_back_with_ids_titles_links_dates_sources_and_order() -> Non
     assert "<b>story 0</b>" in first.summary
     content = first.content[0].value
     assert "Reported by 3 outlets" in content
-    for k in range(3):
-        assert f'<a href="https://outlet{k}.example/news/0">Outlet {k}</a>' in content
+    for k in range(3):  # each outlet with its own headline, the lead first
+        assert f'<li>Outlet {k}: <a href="https://outlet{k}.example/news/0">Outlet {k} on story 0</a></li>' in content
     assert parsed.entries[2].content[0].value.startswith("<p>Full text of story 2</p>")
 
 
@@ -210,8 +210,12 @@ def test_html_page_shows_every_story_with_its_outlets_and_autodiscovery() -> Non
     assert [a.findtext(".//h3/a") for a in articles] == [s.title for s in STORIES]
     assert [a.find(".//h3/a").get("href") for a in articles] == [s.url for s in STORIES]
     assert [a.find(".//time").get("datetime") for a in articles] == [rfc3339(s.published) for s in STORIES]
-    outlets = [(a.text, a.get("href")) for a in articles[0].iterfind(".//a[@class='outlet']")]
-    assert outlets == [(f"Outlet {k}", f"https://outlet{k}.example/news/0") for k in range(3)]
+    outlets = [
+        (li.findtext("span"), li.find("a").text, li.find("a").get("href")) for li in articles[0].iterfind(".//li")
+    ]
+    assert outlets == [(f"Outlet {k}", f"Outlet {k} on story 0", f"https://outlet{k}.example/news/0") for k in range(3)]
+    single = articles[1].find(".//p[@class='outlets']/a[@class='outlet']")
+    assert (single.text, single.get("href")) == ("Outlet 0", "https://outlet0.example/news/1")
     assert articles[0].find(".//div[@class='summary']/p/b").text == "story 0"
     assert [h.text for h in page.iterfind(".//h2")] == ["Sunday 1 March 2026"]
     assert not page.xpath("//script")
@@ -254,7 +258,11 @@ def test_dates_and_sources_html() -> None:
     assert rfc822(moment) == "Tue, 03 Nov 2026 09:15:00 GMT"
     assert sources_html(story(0, outlets=0)) == ""
     assert sources_html(story(0, outlets=1)) == (
-        '<p>Reported by: <a href="https://outlet0.example/news/0">Outlet 0</a></p>'
+        '<p>Reported by <a href="https://outlet0.example/news/0">Outlet 0</a></p>'
+    )
+    assert sources_html(story(0, outlets=2)) == (
+        '<p>Reported by 2 outlets:</p><ul><li>Outlet 0: <a href="https://outlet0.example/news/0">Outlet 0 on '
+        'story 0</a></li><li>Outlet 1: <a href="https://outlet1.example/news/0">Outlet 1 on story 0</a></li></ul>'
     )
 
 
@@ -700,7 +708,8 @@ def test_a_story_growing_from_one_to_five_outlets_keeps_its_id_in_every_format(
                 "updated": atom_entries[0].updated,
                 "link": (atom_entries[0].link, rss_items[0].link, json_items[0]["url"]),
                 "sources": json_items[0]["_aggregator"]["source_count"],
-                "outlets": [a.text for a in articles[0].iterfind(".//a[@class='outlet']")],
+                "outlets": [span.text for span in articles[0].iterfind(".//span[@class='outlet']")]
+                or [a.text for a in articles[0].iterfind(".//a[@class='outlet']")],
                 "opml": len(etree.fromstring(outputs["opml"]).findall(".//outline[@xmlUrl]")),
             }
         )

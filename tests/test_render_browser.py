@@ -90,7 +90,10 @@ def test_the_html_page_shows_the_stories_in_chromium(browser: object, httpserver
     assert titles[:3] == [s.title for s in stories[:3]]
     assert len(titles) == len(stories)
     first = browser.find_elements(By.CSS_SELECTOR, "article")[0]
-    outlets = [(a.text, a.get_attribute("href")) for a in first.find_elements(By.CSS_SELECTOR, "a.outlet")]
+    outlets = [
+        (li.find_element(By.CSS_SELECTOR, "span.outlet").text, li.find_element(By.TAG_NAME, "a").get_attribute("href"))
+        for li in first.find_elements(By.CSS_SELECTOR, ".outlets li")
+    ]
     assert outlets == [(f"Outlet {k}", f"https://outlet{k}.example/news/0") for k in range(3)]
     assert "Summary of story 0." in first.text
     days = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "h2")]

@@ -113,16 +113,23 @@ def safe_enclosures(story: Story) -> tuple[Enclosure, ...]:
 
 
 def sources_html(story: Story) -> str:
-    """The "Reported by" paragraph: every outlet of the story with its link, lead first."""
+    """Who reported the story: one outlet as a link; several as a list of each outlet's own headline, the
+    lead first, so a reader sees how every outlet worded the event."""
     if not story.sources:
         return ""
-    links = []
-    for source in story.sources:
+    if len(story.sources) == 1:
+        source = story.sources[0]
         name = html.escape(plain_text(source.feed_title) or source.feed_url)
         url = safe_url(source.url)
-        links.append(f'<a href="{html.escape(url)}">{name}</a>' if url else name)
-    label = "Reported by" if len(links) == 1 else f"Reported by {len(links)} outlets"
-    return f"<p>{label}: {', '.join(links)}</p>"
+        return f'<p>Reported by <a href="{html.escape(url)}">{name}</a></p>' if url else f"<p>Reported by {name}</p>"
+    items = []
+    for source in story.sources:
+        name = html.escape(plain_text(source.feed_title) or source.feed_url)
+        headline = html.escape(plain_text(source.title) or name)
+        url = safe_url(source.url)
+        linked = f'<a href="{html.escape(url)}">{headline}</a>' if url else headline
+        items.append(f"<li>{name}: {linked}</li>")
+    return f"<p>Reported by {len(story.sources)} outlets:</p><ul>{''.join(items)}</ul>"
 
 
 def story_html(story: Story) -> str:

@@ -60,10 +60,11 @@ class _Day:
 
 
 def render_html(stories: Sequence[Story], meta: OutputMeta) -> bytes:
-    """The HTML page: the stories grouped by day (UTC) in the given order, each with its outlets."""
+    """The HTML page: the stories grouped by the day (UTC) of their newest report, in the given order, each
+    with every other outlet's own headline under the lead."""
     days: list[_Day] = []
     for story in stories:
-        label = _day_label(story.published)
+        label = _day_label(story.latest or story.published)
         item = _item(story)
         if days and days[-1].label == label:
             days[-1] = _Day(label, (*days[-1].items, item))
@@ -122,8 +123,8 @@ def _item(story: Story) -> _Item:
         anchor="story-" + story.uid.rsplit(":", 1)[-1],
         title=plain_text(story.title) or "(untitled)",
         url=safe_url(story.url),
-        published=rfc3339(story.published),
-        published_label=story.published.astimezone(UTC).strftime("%H:%M UTC"),
+        published=rfc3339(story.latest or story.published),
+        published_label=(story.latest or story.published).astimezone(UTC).strftime("%H:%M UTC"),
         updated=rfc3339(story.updated),
         summary=Markup(safe_html(story.summary or story.content, story.url)),  # sanitized by nh3 just now
         outlets=outlets,

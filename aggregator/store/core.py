@@ -352,7 +352,7 @@ class Store:
         min_sources: int = 1,
         since: datetime | None = None,
     ) -> list[Story]:
-        """The newest stories (by first report), with their sources, for an output."""
+        """The stories of the latest activity (their newest report first), with their sources, for an output."""
         where, params = ["s.feed_count >= ?"], [min_sources]
         if since is not None:
             where.append("s.published >= ?")
@@ -369,14 +369,14 @@ class Store:
                 where.append(f"EXISTS (SELECT 1 FROM entries e WHERE e.story_id = s.id AND e.feed_id IN ({marks}))")
             params.extend(ids)
         rows = self._rows(
-            f"""{_STORY_SELECT} WHERE {" AND ".join(where)} ORDER BY s.published DESC, s.id DESC LIMIT ?""",
+            f"""{_STORY_SELECT} WHERE {" AND ".join(where)} ORDER BY s.latest DESC, s.id DESC LIMIT ?""",
             [*params, limit],
         )
         sources = self._sources([row["id"] for row in rows])
         return [story_from_row(row, sources.get(row["id"], ())) for row in rows]
 
     def _sources(self, story_ids: Sequence[int]) -> dict[int, tuple[StorySource, ...]]:
-        """Each story's outlets: one source per feed (its earliest report), the lead's feed first."""
+        """Each story's outlets: one source per feed (the lead, or the feed's earliest report), the lead first."""
         if not story_ids:
             return {}
         marks = ",".join("?" * len(story_ids))
@@ -384,9 +384,12 @@ class Store:
             f"""SELECT * FROM (
                     SELECT e.story_id, e.title, e.url, e.published, e.id, f.priority, f.url AS feed_url,
                            f.site_url, COALESCE(f.configured_title, f.title, f.url) AS feed_title,
-                           ROW_NUMBER() OVER (PARTITION BY e.story_id, e.feed_id ORDER BY e.published, e.id) AS nth
-                    FROM entries e JOIN feeds f ON f.id = e.feed_id WHERE e.story_id IN ({marks}))
-                WHERE nth = 1 ORDER BY story_id, priority DESC, published, id""",
+                           e.id = s.lead_entry_id AS lead,
+                           ROW_NUMBER() OVER (PARTITION BY e.story_id, e.feed_id
+                                              ORDER BY e.id = s.lead_entry_id DESC, e.published, e.id) AS nth
+                    FROM entries e JOIN feeds f ON f.id = e.feed_id JOIN stories s ON s.id = e.story_id
+                    WHERE e.story_id IN ({marks}))
+                WHERE nth = 1 ORDER BY story_id, lead DESC, priority DESC, published, id""",
             list(story_ids),
         )
         grouped: dict[int, list[StorySource]] = {}
@@ -407,6 +410,10 @@ class Store:
         """Ids of active feeds carrying any of `tags`."""
         wanted = set(tags)
         return {row["id"] for row in self._rows("SELECT id, tags FROM feeds") if wanted & set(json.loads(row["tags"]))}
+
+    def feed_priorities(self) -> dict[int, int]:
+        """Each feed's `priority` from feeds.yaml, by feed id (a higher one leads the stories it reports)."""
+        return {row["id"]: row["priority"] for row in self._rows("SELECT id, priority FROM feeds")}
 
     def feed_ids_with_urls(self, urls: Iterable[str]) -> set[int]:
         """Ids of the feeds with these URLs."""

@@ -152,6 +152,7 @@ def story_from_row(row: dict[str, Any], sources: tuple[StorySource, ...]) -> Sto
         categories=tuple(json.loads(row["categories"] or "[]")),
         enclosures=tuple(Enclosure(*e) for e in json.loads(row["enclosures"] or "[]")),
         sources=sources,
+        latest=optional_time(row.get("latest")),
     )
 
 

@@ -197,4 +197,15 @@ def m007_source_hash(db: Database) -> None:
     db.execute("ALTER TABLE entries ADD COLUMN source_hash TEXT")
 
 
+@migrations()
+def m008_story_latest(db: Database) -> None:
+    """stories.latest: when the story's newest report was published, the order outputs list stories in, so a
+    story that another outlet reports moves up (issue 12)."""
+    db.execute("ALTER TABLE stories ADD COLUMN latest TEXT")
+    db.execute("""
+        UPDATE stories SET latest = coalesce(
+            (SELECT max(published) FROM entries WHERE story_id = stories.id), published)""")
+    db.execute("CREATE INDEX stories_latest ON stories(latest DESC, id DESC)")
+
+
 SCHEMA_VERSION = len(migrations._migrations)
