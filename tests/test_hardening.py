@@ -18,7 +18,9 @@ import pytest
 from conftest import FeedFiles, query, update_json, write_config
 
 from aggregator import update as update_module
+from aggregator.errors import ParseError
 from aggregator.models import Entry, ParsedEntry
+from aggregator.parse import MAX_TAGS, drop_bad_char_refs, parse_feed
 from aggregator.service import Service
 from aggregator.store import Store
 
@@ -184,8 +186,99 @@ def test_the_service_stores_the_hostile_feed_and_plans_a_crashed_one_later(
     asyncio.run(scenario())
     db = tmp_path / "aggregator.db"
     assert guids(db, hostile) == sorted(HOSTILE_LINKS)
-    (error, count, next_fetch), = query(
+    ((error, count, next_fetch),) = query(
         db, "SELECT last_error, error_count, next_fetch_at FROM feeds WHERE url = ?", (crashing,)
     )
     assert (error, count) == ("unexpected error (a bug): KeyError: 'a bug in storing'", 1)
     assert next_fetch > "2026-08-20T12:00:00Z"
+
+
+# --- item 4: one bad character reference ----------------------------------------------------------------------
+
+BAD_REFS = [
+    "&#xD800;",
+    "&#xDFFF;",
+    "&#x110000;",
+    "&#99999999999;",
+    "&#0;",
+    "&#x1F;",
+    "&#xFFFE;",
+    "&#1" + "0" * 30 + ";",
+]
+
+
+@pytest.mark.parametrize("version", ["2.0", "0.92"])  # 2.0: the lxml fast path; 0.92: feedparser
+@pytest.mark.parametrize("ref", BAD_REFS)
+def test_a_bad_character_reference_costs_only_itself(feeds: FeedFiles, tmp_path: Path, ref: str, version: str) -> None:
+    items = (
+        item("r1", f"Title {ref}with a bad reference", "https://example.com/1")
+        + item("r2", "Summary with a bad reference", "https://example.com/2", f"Text{ref} here")
+        + item("r3", "Untouched", "https://example.com/3")
+    )
+    body = rss(items, f"Channel{ref}").replace("version='2.0'", f"version='{version}'")
+    url = feeds.serve("/refs.xml", body)
+    config = write_config(tmp_path, [url])
+    summary = update_json(config)
+    assert (summary["ok"], summary["entries_new"], summary["errors"]) == (1, 3, [])
+    db = tmp_path / "aggregator.db"
+    assert query(db, "SELECT guid, title, summary FROM entries ORDER BY guid") == [
+        ("r1", "Title with a bad reference", None),
+        ("r2", "Summary with a bad reference", "Text here"),
+        ("r3", "Untouched", None),
+    ]
+    assert query(db, "SELECT title FROM feeds") == [("Channel",)]
+
+
+def test_a_surrogate_pair_written_as_two_references_is_its_character() -> None:
+    body = rss(item("e", "Smile &#xD83D;&#xDE00; and &#xd83d;&#xde00;", "https://example.com/e")).encode()
+    assert drop_bad_char_refs(body).count(b"&#x1F600;") == 2
+    assert [entry.title for entry in parse_feed(body).entries] == ["Smile \U0001f600 and \U0001f600"]
+    # valid references, escaped ones and references inside text stay exactly as they were
+    untouched = b"<t>&#65;&#x41;&#X41;&amp;#xD800;&#0009;&#xD7FF;&#x10FFFF;</t>"
+    assert drop_bad_char_refs(untouched) == untouched
+
+
+# --- item 3: every encoding goes through the budgets ----------------------------------------------------------
+
+
+def tag_flood(declaration: str) -> str:
+    return rss(
+        f"<item><guid>f</guid><description>{'<a/>' * (MAX_TAGS + 10)}</description></item>", "Flood", declaration
+    )
+
+
+@pytest.mark.parametrize(
+    ("encoding", "content_type"),
+    [
+        ("cp037", "application/xml"),
+        ("cp500", "application/rss+xml; charset=cp500"),
+        ("utf-16-le", "text/xml; charset=utf-16le"),
+    ],
+)
+def test_a_tag_flood_in_a_wide_or_ebcdic_encoding_meets_the_budget(encoding: str, content_type: str) -> None:
+    declaration = f"<?xml version='1.0' encoding='{encoding}'?>"
+    body = tag_flood(declaration).encode(encoding)
+    with pytest.raises(ParseError, match=r"^refused: the document has 1,000,0\d\d tags, more than we parse"):
+        parse_feed(body, {"content-type": content_type})
+
+
+def test_a_utf7_tag_flood_meets_the_budget() -> None:
+    # UTF-7 writes `<` as `+ADw-`: counted in the raw bytes, this flood had no tags at all
+    body = tag_flood("<?xml version='1.0' encoding='utf-7'?>").encode("ascii").replace(b"<a/>", b"+ADw-a/+AD4-")
+    with pytest.raises(ParseError, match=r"^refused: the document has 1,000,0\d\d tags"):
+        parse_feed(body, {"content-type": "application/rss+xml"})
+
+
+def test_an_ebcdic_flood_fails_its_feed_through_the_cli_and_a_small_ebcdic_feed_is_stored(
+    feeds: FeedFiles, tmp_path: Path
+) -> None:
+    declaration = "<?xml version='1.0' encoding='cp037'?>"
+    flood = feeds.serve("/flood.xml", tag_flood(declaration).encode("cp037"), "application/xml")
+    small = feeds.serve("/small.xml", rss(item("e1", "Caf\u00e9 in EBCDIC"), "Small", declaration).encode("cp037"))
+    config = write_config(tmp_path, [flood, small])
+    summary = update_json(config)
+    assert (summary["ok"], summary["failed"], summary["entries_new"]) == (1, 1, 1)
+    [error] = summary["errors"]
+    assert error["url"] == flood
+    assert error["error"].startswith("refused: the document has 1,000,0")
+    assert query(tmp_path / "aggregator.db", "SELECT title FROM entries") == [("Caf\u00e9 in EBCDIC",)]
