@@ -768,12 +768,12 @@ def test_relative_links_left_in_the_store_are_resolved_against_the_story_link() 
 @pytest.mark.parametrize(
     "url",
     [
-        "https://outlet0.example/?q=<script>alert(1)</script>",
-        'https://outlet0.example/"onmouseover="x',
-        "https://outlet0.example/a b",
-        "https://outlet0.example/a\x00b",
-        "https://outlet0.example/a\x9bb",
-        "https://outlet0.example/\u202egnp.exe",
+        "https://outlet0.example/zq?q=<script>alert(1)</script>",
+        'https://outlet0.example/zq"onmouseover="x',
+        "https://outlet0.example/zq b",
+        "https://outlet0.example/zq\x00b",
+        "https://outlet0.example/zq\x9bb",
+        "https://outlet0.example/zq\u202egnp.exe",
     ],
 )
 def test_a_link_a_url_cannot_hold_unescaped_is_refused_not_escaped(url: str) -> None:
@@ -787,4 +787,4 @@ def test_a_link_a_url_cannot_hold_unescaped_is_refused_not_escaped(url: str) -> 
     entry = atom.find(f"{ATOM}entry")
     assert [link.get("rel") for link in entry.findall(f"{ATOM}link")] == ["enclosure"]  # no alternate, related
     for fmt in STORY_FORMATS:
-        assert b"script" not in render([hostile], meta(fmt)).lower()
+        assert b"/zq" not in render([hostile], meta(fmt))
