@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import random
+import stat
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -359,9 +360,19 @@ def publish_outputs(config: Config, store: Store, now: datetime) -> list[Path]:
 
 
 def write_atomically(path: Path, body: bytes) -> bool:
-    """Replace `path` with `body` via a temporary file and rename; False when the file already holds it."""
+    """Replace `path` with `body` via a temporary file and rename; False when the file already holds it.
+
+    Only a regular file of exactly this size is read to compare: never a FIFO (which would block) or a 3 GiB
+    file someone left there.
+    """
     try:
-        if path.exists() and path.read_bytes() == body:
+        try:
+            existing = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            existing = None
+        if existing is not None and not stat.S_ISREG(existing.st_mode):
+            raise OutputError(f"{path}: cannot write the output: something other than a regular file is there")
+        if existing is not None and existing.st_size == len(body) and path.read_bytes() == body:
             return False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
