@@ -119,7 +119,7 @@ class Store:
         writes; that fails at once with "database is locked", busy timeout or not. Nested, it is a savepoint.
         """
         conn = self.db.conn
-        try:
+        with self._errors():
             if conn.in_transaction:
                 with self.db.atomic():
                     yield
@@ -132,16 +132,30 @@ class Store:
                 if conn.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
                     conn.execute("ROLLBACK")
                 raise
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Any SQLite failure inside becomes a StoreError naming the database: every public read goes through
+        here (via _rows, _query or _iterate) or through transaction(), so none escapes as sqlite3.Error."""
+        try:
+            yield
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: {explain(e, self.busy_timeout)}") from e
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        try:
+        with self._errors():
             cursor = self.db.conn.execute(sql, params)
-        except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: {explain(e, self.busy_timeout)}") from e
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._errors():
+            return self.db.conn.execute(sql, params).fetchall()
+
+    def _iterate(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query one at a time, for scans too large to hold (the dedup window)."""
+        with self._errors():
+            yield from self.db.conn.execute(sql, params)
 
     # --- feeds ---------------------------------------------------------------------------------------
 
@@ -239,10 +253,10 @@ class Store:
 
     def source_hashes(self, feed_id: int) -> dict[str, str]:
         """guid -> source hash of every stored entry of a feed (those stored before m007 have none)."""
-        rows = self.db.conn.execute(
+        rows = self._query(
             "SELECT guid, source_hash FROM entries WHERE feed_id = ? AND source_hash IS NOT NULL", (feed_id,)
         )
-        return dict(rows.fetchall())
+        return dict(rows)
 
     def _write_terms(self, vectors: Sequence[tuple[int, TermVector | None]]) -> None:
         """Store (or replace) entries' term vectors; an entry without one loses any stale row."""
@@ -291,7 +305,7 @@ class Store:
 
     def unassigned_entries(self) -> list[DedupItem]:
         """Entries that belong to no story yet, oldest first (the order dedup must see them in)."""
-        rows = self.db.conn.execute(
+        rows = self._query(
             f"""SELECT {DEDUP_COLUMNS} FROM entries e INDEXED BY entries_unassigned {JOIN_TERMS}
                 WHERE e.story_id IS NULL ORDER BY e.published, e.id"""
         )
@@ -305,11 +319,11 @@ class Store:
         """
         after: tuple[str, int] = ("", 0)
         while True:
-            rows = self.db.conn.execute(
+            rows = self._query(
                 f"""SELECT {DEDUP_COLUMNS} FROM entries e INDEXED BY entries_unassigned {JOIN_TERMS}
                     WHERE e.story_id IS NULL AND (e.published, e.id) > (?, ?) ORDER BY e.published, e.id LIMIT ?""",
                 (*after, size),
-            ).fetchall()
+            )
             if not rows:
                 return
             after = (rows[-1][5], rows[-1][0])
@@ -320,7 +334,7 @@ class Store:
 
         Their stored term vectors come with them (an entry without one brings its text instead).
         """
-        rows = self.db.conn.execute(
+        rows = self._iterate(
             f"""SELECT {DEDUP_COLUMNS}, e.story_id FROM entries e {JOIN_TERMS}
                 WHERE e.published >= ? AND e.story_id IS NOT NULL ORDER BY e.published, e.id""",
             (format_time(since),),
@@ -363,7 +377,7 @@ class Store:
             # Few entries in these feeds: list their stories directly. Many: walk the newest stories and test
             # each, which stops early. (1M entries: a new feed 0 ms instead of 110; a broad tag stays ~10 ms.)
             counted = f"SELECT count(*) FROM (SELECT 1 FROM entries WHERE feed_id IN ({marks}) LIMIT ?)"
-            if self.db.conn.execute(counted, [*ids, _FEW_ENTRIES]).fetchone()[0] < _FEW_ENTRIES:
+            if self._query(counted, [*ids, _FEW_ENTRIES])[0][0] < _FEW_ENTRIES:
                 where.append(f"s.id IN (SELECT story_id FROM entries WHERE feed_id IN ({marks}))")
             else:
                 where.append(f"EXISTS (SELECT 1 FROM entries e WHERE e.story_id = s.id AND e.feed_id IN ({marks}))")
@@ -438,7 +452,7 @@ class Store:
         """Rows in one of our tables."""
         if table not in ("feeds", "entries", "stories"):
             raise ValueError(table)
-        return int(self.db.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        return int(self._query(f"SELECT count(*) FROM {table}")[0][0])
 
     # --- scheduling (service.py, schedule.py) -------------------------------------------------------
 
@@ -462,12 +476,12 @@ class Store:
 
     def next_fetch_after(self, moment: datetime) -> datetime | None:
         """The earliest planned fetch strictly after `moment`, among active, enabled feeds."""
-        row = self.db.conn.execute(
+        [(first,)] = self._query(
             """SELECT min(next_fetch_at) FROM feeds
                WHERE active = 1 AND disabled_reason IS NULL AND next_fetch_at > ?""",
             (format_time(moment),),
-        ).fetchone()
-        return parse_time(row[0]) if row[0] else None
+        )
+        return parse_time(first) if first else None
 
     def host_holds(self, now: datetime) -> dict[str, datetime]:
         """Hosts that asked us (429) to wait, with the time until which they are held; expired ones are gone."""
@@ -537,7 +551,7 @@ class Store:
 
     def entry_times(self, feed_id: int, limit: int = 20) -> list[datetime]:
         """Publication dates of a feed's newest entries, newest first (for the adaptive interval)."""
-        rows = self.db.conn.execute(
+        rows = self._query(
             "SELECT published FROM entries WHERE feed_id = ? ORDER BY published DESC LIMIT ?", (feed_id, limit)
         )
         return [parse_time(row[0]) for row in rows]
@@ -632,16 +646,14 @@ class Store:
 
     def _fts_rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
-            return self.db.conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as e:
-            raise query_error(str(e)) or StoreError(f"{self.path}: {e}") from e
-        except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: {e}") from e
+            return self._query(sql, params)
+        except StoreError as e:  # an FTS5 syntax error is the user's query, not the database
+            raise query_error(str(e.__cause__)) or e from e.__cause__
 
     def feed_table(self, sources: Sequence[FeedSource], *, include_removed: bool = False) -> list[FeedHealth]:
         """The health of the configured feeds, in config order; then feeds no longer configured, if asked."""
         # Named columns, not *: the view's newest_entry costs a 1,000,000-entry index probe per feed.
-        rows = self.db.conn.execute(f"SELECT {FEED_HEALTH_COLUMNS} FROM feed_health ORDER BY id").fetchall()
+        rows = self._query(f"SELECT {FEED_HEALTH_COLUMNS} FROM feed_health ORDER BY id")
         by_url = {row[1]: row for row in rows}
         table = [
             feed_health_from_row(by_url[source.url], source)
