@@ -39,6 +39,7 @@ from .rows import (
     dedup_item_from_row,
     entry_row,
     entry_values,
+    error_text,
     feed_health_from_row,
     feed_state_from_row,
     format_time,
@@ -245,7 +246,7 @@ class Store:
                    WHERE id = ?""",
                 (
                     parsed.title, parsed.link, result.etag, result.last_modified, result.body_hash,
-                    stamp, result.http_status, parsed.warning, 0, parsed.warning,
+                    stamp, result.http_status, error_text(parsed.warning), 0, parsed.warning,
                     bool(new_rows), stamp, state.feed_id,
                 ),
             )  # fmt: skip
@@ -298,7 +299,7 @@ class Store:
                 """UPDATE feeds SET last_fetched_at = ?, last_status = ?, last_error = ?,
                        error_count = error_count + 1, failing_since = COALESCE(failing_since, ?)
                    WHERE id = ?""",
-                (stamp, http_status, error, stamp, state.feed_id),
+                (stamp, http_status, error_text(error), stamp, state.feed_id),
             )
 
     # --- stories -------------------------------------------------------------------------------------
