@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -83,11 +84,11 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _use_wal(conn, busy_timeout)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             db = Database(conn, execute_plugins=False)
-            migrations.apply(db)
+            _migrate(db)
         except sqlite3.Error as e:
             if "unable to open" in str(e) and path.parent.is_dir() and not os.access(path.parent, os.W_OK):
                 # WAL mode needs the -wal and -shm files beside the database, so its folder must be writable
@@ -722,6 +723,35 @@ _STORY_SELECT = """SELECT s.*, e.summary, e.content, e.authors, e.categories, e.
     FROM stories s LEFT JOIN entries e ON e.id = s.lead_entry_id"""
 # Below this many entries in an output's feeds, latest_stories lists their stories instead of testing each.
 _FEW_ENTRIES = 5_000
+
+
+def _use_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Put the database in WAL mode. SQLite does not apply the busy timeout to this switch: a process opening a
+    new database while another one switches it got "database is locked" at once, so it is retried here."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _migrate(db: Database) -> None:
+    """Apply pending migrations under the write lock: two processes opening a new (or older) database at once
+    take turns, and the second finds nothing left to do ("table tombstones already exists" before)."""
+    if not migrations.pending(db):
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        migrations.apply(db)  # checks what is pending again, now that no other process can be migrating
+        db.conn.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
 
 
 def explain(error: sqlite3.Error, busy_timeout: float) -> str:
