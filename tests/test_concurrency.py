@@ -7,11 +7,16 @@ store consistent: every entry once, in exactly one story, every story's counts t
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +26,7 @@ from conftest import query
 
 from aggregator.errors import StoreError
 from aggregator.store import SCHEMA_VERSION, Store, core
+from aggregator.update import POOL_MIN_FEEDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -124,3 +130,81 @@ def _open_or_error(path: Path) -> object:
     except StoreError as e:
         return e
     return "opened"
+
+
+# --- item 8: the parse worker ends with its pass -------------------------------------------------------------
+
+
+def children_of(pid: int) -> list[int]:
+    """Live processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie nobody reaped yet has ended)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+@pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
+def test_the_parse_worker_dies_with_a_killed_pass(tmp_path: Path, kill: signal.Signals) -> None:
+    # Feeds on a server that accepts and never answers: the pass is mid-flight, its worker forked and idle.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    urls = [f"http://127.0.0.1:{port}/feed{n}.xml" for n in range(POOL_MIN_FEEDS + 4)]
+    config = write_config(tmp_path, urls, fetch={"per_host": 16})
+    update = start_update(config)
+    workers: list[int] = []
+    try:
+        wait_for(lambda: children_of(update.pid) and accepted)  # forked, and fetching
+        workers = children_of(update.pid)
+        assert len(workers) == 1
+        update.send_signal(kill)
+        update.wait(timeout=60)
+        wait_for(lambda: not alive(workers[0]))
+    finally:
+        stop.set()
+        if update.poll() is None:
+            update.kill()
+        for worker in workers:  # a failed test leaves no process behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def test_without_prctl_the_worker_still_notices_its_parent_is_gone() -> None:
+    # The portable fallback on its own: a worker whose parent is no longer the one it was forked from exits.
+    code = "import os; from aggregator.update import _exit_without_parent; _exit_without_parent(os.getppid() + 1)"
+    done = subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert done.returncode == 1
