@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from corpus import child_pids, running
 
 REPO = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
@@ -352,11 +353,11 @@ def issue13_process_checks(work: Path, good: dict[str, bytes], base: str, server
         [sys.executable, "-m", "aggregator", "--config", str(config), "update"], cwd=REPO,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    workers = _wait_for(lambda: _children(update.pid), 60)
+    workers = _wait_for(lambda: child_pids(update.pid), 60)
     update.kill()
     update.wait()
     killed = time.perf_counter()
-    gone = _wait_for(lambda: not any(_alive(pid) for pid in workers), 30)
+    gone = _wait_for(lambda: not any(running(pid) for pid in workers), 30)
     waited = time.perf_counter() - killed
     print(f"kill -9 mid-pass: {len(workers)} parse worker(s), gone {waited:.2f} s after the parent" if gone else
           f"kill -9 mid-pass: {len(workers)} parse worker(s) still running after 30 s")  # fmt: skip
@@ -365,24 +366,6 @@ def issue13_process_checks(work: Path, good: dict[str, bytes], base: str, server
         (f"two updates at once both exit 0 {codes}, every entry stored once", codes == [0, 0] and consistent),
         ("kill -9 mid-pass leaves no parse worker", bool(workers) and bool(gone)),
     ]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == pid and fields[0] != "Z":
-                    found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _wait_for(condition: Callable[[], Any], timeout: float) -> Any:

@@ -30,7 +30,7 @@ from aggregator.update import POOL_MIN_FEEDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from corpus import CorpusServer, build_corpus, change_corpus, write_config
+from corpus import CorpusServer, build_corpus, change_corpus, child_pids, running, write_config
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
 FEEDS = 12
@@ -135,28 +135,6 @@ def _open_or_error(path: Path) -> object:
 # --- item 8: the parse worker ends with its pass -------------------------------------------------------------
 
 
-def children_of(pid: int) -> list[int]:
-    """Live processes whose parent is `pid` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie nobody reaped yet has ended)."""
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def wait_for(condition: Callable[[], object], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -185,12 +163,12 @@ def test_the_parse_worker_dies_with_a_killed_pass(tmp_path: Path, kill: signal.S
     update = start_update(config)
     workers: list[int] = []
     try:
-        wait_for(lambda: children_of(update.pid) and accepted)  # forked, and fetching
-        workers = children_of(update.pid)
+        wait_for(lambda: child_pids(update.pid) and accepted)  # forked, and fetching
+        workers = child_pids(update.pid)
         assert len(workers) == 1
         update.send_signal(kill)
         update.wait(timeout=60)
-        wait_for(lambda: not alive(workers[0]))
+        wait_for(lambda: not running(workers[0]))
     finally:
         stop.set()
         if update.poll() is None:

@@ -129,19 +129,24 @@ def test_an_entry_that_cannot_be_normalized_is_dropped_and_named(
     assert all(guids(db, url) == [f"g{n}"] for n, url in enumerate(good))
 
 
+def fail_saving(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """A bug of ours that storing one feed meets: simulated, since the known ones are fixed."""
+    real = Store.save_feed
+
+    def save_feed(self: Store, state: Any, *args: Any) -> Any:
+        if state.url == url:
+            raise KeyError("a bug in storing")
+        return real(self, state, *args)
+
+    monkeypatch.setattr(Store, "save_feed", save_feed)
+
+
 def test_an_unexpected_error_on_one_feed_is_that_feeds_failure(
     feeds: FeedFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     good = good_feeds(feeds)
     bad = feeds.serve("/bad.xml", rss(item("b1", "Never stored")))
-    real = Store.save_feed
-
-    def save_feed(self: Store, state: Any, *args: Any) -> Any:
-        if state.url == bad:
-            raise KeyError("a bug in storing")
-        return real(self, state, *args)
-
-    monkeypatch.setattr(Store, "save_feed", save_feed)
+    fail_saving(monkeypatch, bad)
     config = write_config(tmp_path, [*good, bad])
     summary = update_json(config)
     assert (summary["ok"], summary["failed"]) == (GOOD_FEEDS, 1)
@@ -161,14 +166,7 @@ def test_the_service_stores_the_hostile_feed_and_plans_a_crashed_one_later(
     hostile = feeds.serve("/hostile.xml", rss(items))
     crashing = feeds.serve("/crashing.xml", rss(item("c1", "Never stored")))
     good = good_feeds(feeds)[:2]
-    real = Store.save_feed
-
-    def save_feed(self: Store, state: Any, *args: Any) -> Any:
-        if state.url == crashing:
-            raise KeyError("a bug in storing")
-        return real(self, state, *args)
-
-    monkeypatch.setattr(Store, "save_feed", save_feed)
+    fail_saving(monkeypatch, crashing)
     config = write_config(tmp_path, [hostile, crashing, *good], interval="30m", jitter=0)
     now = datetime(2026, 8, 20, 12, 0, tzinfo=UTC)
 
