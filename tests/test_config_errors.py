@@ -200,15 +200,25 @@ def test_an_output_cannot_replace_the_database_the_config_or_a_non_file(
     (tmp_path / "link-to-db").symlink_to(tmp_path / "aggregator.db")
     config = tmp_path / "feeds.yaml"
     config.write_text(f"database: aggregator.db\noutputs:\n  - path: feed.rss\n  - path: {output}\n", encoding="utf-8")
-    expected = problem.format(db=tmp_path / "aggregator.db")
+    line = f"error: {config}: outputs[1].path: {output} is {problem.format(db=tmp_path / 'aggregator.db')}; "
     for command in ("check", "publish", "update"):
-        result = subprocess.run(
-            [sys.executable, "-m", "aggregator", "--config", str(config), command],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert result.returncode == 2, (command, result.stderr)
-        assert result.stderr == f"error: {config}: outputs[1].path: {output} is {expected}; choose another path\n"
+        result = run_cli(command, config=config)
+        assert result.exit_code == 2, (command, result.stderr)
+        assert result.stderr == line + "choose another path\n"
     assert not (tmp_path / "aggregator.db").exists()
+
+
+def test_publishing_to_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    # in a subprocess under a timeout: before, publishing read the FIFO and waited forever for a writer
+    os.mkfifo(tmp_path / "feed.atom")
+    config = tmp_path / "feeds.yaml"
+    config.write_text("outputs:\n  - path: feed.atom\n", encoding="utf-8")
+    command = [sys.executable, "-m", "aggregator", "--config", str(config), "publish"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: {config}: outputs[0].path: feed.atom is a FIFO, not a regular file; choose another path\n"
+    )
 
 
 def test_the_database_named_by_db_is_protected_too(tmp_path: Path) -> None:
