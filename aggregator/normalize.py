@@ -58,6 +58,7 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uf
 _SPACE = re.compile(r"\s+")
 # A host name as the IDNA codec writes it: letters, digits, "-" and "_" in dot-separated labels.
 _ASCII_HOST = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 _URL_SCHEMES = {"http", "https", "mailto"}
 
 
@@ -198,20 +199,31 @@ def _absolute_url(link: str | None, base_url: str) -> str | None:
 def _plausible_host(host: str) -> bool:
     """Whether `host` can be a real host: an IP address, or a name IDNA can encode and decode again.
 
-    Refuses what a browser or nh3 would refuse (`ex ample.com`, `xn--a.com`, a U+202E that reverses how the
-    host reads), so no such link is stored or published.
+    Refuses what a browser or nh3 would refuse (`ex ample.com`, `xn--a.com`, `999.1.1.1`, a U+202E that
+    reverses how the host reads), so no such link is stored or published.
     """
+    if ":" in host:  # an IPv6 literal
+        return _is_ip_address(host)
+    if host.isascii() and "xn--" not in host.lower():  # nearly every host: no IDNA to check
+        name = host.lower()
+    else:
+        try:
+            encoded = host.encode("idna")
+            encoded.decode("idna")  # an `xn--` label must be valid punycode
+        except UnicodeError:
+            return False
+        name = encoded.decode("ascii").lower()
+    if _NUMERIC_LABEL.fullmatch(name.rstrip(".").rsplit(".")[-1]):
+        return _is_ip_address(name)  # a browser reads `a.123` or `999.1.1.1` as an IPv4 address: a bad one
+    return _ASCII_HOST.fullmatch(name) is not None
+
+
+def _is_ip_address(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
-        return True
     except ValueError:
-        pass
-    try:
-        encoded = host.encode("idna")
-        encoded.decode("idna")  # an `xn--` label must be valid punycode
-    except UnicodeError:
         return False
-    return _ASCII_HOST.fullmatch(encoded.decode("ascii").lower()) is not None
+    return True
 
 
 def _names(values: tuple[str, ...]) -> tuple[str, ...]:
