@@ -38,6 +38,33 @@ __all__ = ["cli", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# What must never reach a terminal from a feed: C0 controls and DEL (ESC starts `ESC]0;title BEL`, `ESC[2J`),
+# C1 controls (U+009B is a one-character CSI), and bidi embeddings, overrides and isolates, which reorder what
+# follows (U+202E shows "exe.gnp" as "png.exe").
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_SPACES = re.compile("[\t\n\r\x0b\x0c\x85]+")
+# JSON escapes C0 controls itself; these it would print raw with ensure_ascii=False.
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(value: object) -> str:
+    """`value` as one line safe to print: line breaks and tabs become spaces, other control characters go.
+
+    Every value that reaches stdout or stderr (titles, URLs, errors a feed's server wrote) passes through here.
+    """
+    return _UNPRINTABLE.sub("", _SPACES.sub(" ", str(value)))
+
+
+def _cell(value: object) -> Text:
+    """A table cell or a line for rich: printable, and never read as rich markup (`[/x]` in a title)."""
+    return Text(_printable(value))
+
+
+def _json(data: object) -> str:
+    """JSON for --json: non-ASCII kept as is, but C1 controls and bidi overrides escaped as `\\uXXXX`."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return _RAW_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
 
 class Context:
     """What the global options chose: a config path and an optional database override."""
@@ -66,7 +93,7 @@ def _reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except AggregatorError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_printable(e)}", err=True)
             sys.exit(e.exit_code)
 
     return wrapper  # type: ignore[return-value]
@@ -118,7 +145,7 @@ def publish(obj: Context) -> None:
         written = publish_outputs(config, store, datetime.now(UTC))
     for output in config.outputs:
         path = config.resolve(output.path)
-        click.echo(f"{path}: {'written' if path in written else 'unchanged'}")
+        click.echo(f"{_printable(path)}: {'written' if path in written else 'unchanged'}")
 
 
 @cli.command()
@@ -128,14 +155,14 @@ def check(obj: Context) -> None:
     """Validate the config and print what it would poll and write."""
     config = obj.config()
     console = Console(highlight=False, soft_wrap=True)
-    console.print(f"config: {obj.config_path} (ok)")
-    console.print(f"database: {config.database_path}")
+    console.print(_cell(f"config: {obj.config_path} (ok)"))
+    console.print(_cell(f"database: {config.database_path}"))
     for output in config.outputs:
-        console.print(f"output: {config.resolve(output.path)} ({output.format}, {output.limit} stories)")
+        console.print(_cell(f"output: {config.resolve(output.path)} ({output.format}, {output.limit} stories)"))
     console.print(f"feeds: {len(config.feeds)}")
     for feed in config.feeds:
         tags = f" [{', '.join(feed.tags)}]" if feed.tags else ""
-        console.print(f"  {feed.url}{' ' + repr(feed.title) if feed.title else ''}{tags}", markup=False)
+        console.print(_cell(f"  {feed.url}{' ' + repr(feed.title) if feed.title else ''}{tags}"))
 
 
 @cli.command()
@@ -152,12 +179,14 @@ def stories(obj: Context, limit: int, min_sources: int, as_json: bool) -> None:
     with obj.store(config) as store:
         found = store.latest_stories(limit, min_sources=min_sources)
     if as_json:
-        click.echo(json.dumps([_story_json(story) for story in found], indent=2, ensure_ascii=False))
+        click.echo(_json([_story_json(story) for story in found]))
         return
     table = Table("id", "published", "sources", "title", "outlets", box=None, header_style="bold")
     for story in found:
         outlets = ", ".join(dict.fromkeys(source.feed_title for source in story.sources))
-        table.add_row(str(story.id), _short_time(story.published), str(len(story.sources)), story.title, outlets)
+        table.add_row(
+            str(story.id), _short_time(story.published), str(len(story.sources)), _cell(story.title), _cell(outlets)
+        )
     Console(soft_wrap=not sys.stdout.isatty()).print(table)
 
 
@@ -175,18 +204,19 @@ def story(obj: Context, key: str, as_json: bool) -> None:
             raise QueryError(f"no story {key!r}")
         members = store.story_entries(found.id)
     if as_json:
-        click.echo(json.dumps(dict(_story_json(found), entries=members), indent=2, ensure_ascii=False))
+        click.echo(_json(dict(_story_json(found), entries=members)))
         return
     console = Console(soft_wrap=not sys.stdout.isatty(), highlight=False)
-    console.print(f"story {found.id}  {found.uid}", markup=False)
-    console.print(f"{found.title}\n{found.url or ''}", markup=False)
+    console.print(_cell(f"story {found.id}  {found.uid}"))
+    console.print(_cell(found.title))
+    console.print(_cell(found.url or ""))
     console.print(f"published {_short_time(found.published)}, updated {_short_time(found.updated)}")
     table = Table("entry", "published", "outlet", "method", "score", "title", box=None, header_style="bold")
     for member in members:
         score = "" if member["story_score"] is None else f"{member['story_score']:.2f}"
         table.add_row(
-            str(member["id"]), member["published"], member["feed_title"], member["story_method"] or "", score,
-            member["title"],
+            str(member["id"]), member["published"], _cell(member["feed_title"]), member["story_method"] or "", score,
+            _cell(member["title"]),
         )  # fmt: skip
     console.print(table)
 
@@ -235,7 +265,7 @@ def _summary_line(summary: PassSummary) -> str:
         f"{summary.failed} failed; entries: {summary.new} new, {summary.updated} updated "
         f"({summary.seconds:.1f} s)"
     )
-    details = [f"  failed: {o.url}: {o.error}" for o in failed]
+    details = [f"  failed: {_printable(o.url)}: {_printable(o.error)}" for o in failed]
     return "\n".join([line, *details])
 
 
@@ -311,11 +341,11 @@ def feeds_command(obj: Context, failing: bool, include_removed: bool, as_json: b
     if failing:
         rows = [row for row in rows if row.status in ("failing", "disabled")]
     if as_json:
-        click.echo(json.dumps([_feed_json(row) for row in rows], indent=2, ensure_ascii=False))
+        click.echo(_json([_feed_json(row) for row in rows]))
         return
     console = Console(highlight=False)
     header = ("status", "title", "url", "tags", "last fetch", "next fetch", "entries", "last new entry", "problem")
-    cells = [_feed_cells(row) for row in rows]
+    cells = [tuple(_printable(cell) for cell in _feed_cells(row)) for row in rows]
     if not console.is_terminal:  # plain tab-separated lines for pipes and logs
         for line in (header, *cells):
             click.echo("\t".join(line))
@@ -334,7 +364,7 @@ def feeds_command(obj: Context, failing: bool, include_removed: bool, as_json: b
                  for name, cell in zip(header, line, strict=True)]  # fmt: skip
         if row.status == "failing":
             shown[0] = f"failing since {_minute(_time(row.failing_since))}"
-        table.add_row(*shown, style=_STATUS_STYLES.get(row.status, ""))
+        table.add_row(*(Text(cell) for cell in shown), style=_STATUS_STYLES.get(row.status, ""))
     console.print(table)
 
 
@@ -428,40 +458,40 @@ def search_command(
             feed_ids = tagged if feed_ids is None else feed_ids & tagged
         results = store.search(query, limit=limit, since=since, feed_ids=feed_ids)
     if as_json:
-        click.echo(json.dumps([_result_json(result) for result in results], indent=2, ensure_ascii=False))
+        click.echo(_json([_result_json(result) for result in results]))
         return
     console = Console(highlight=False, soft_wrap=True)
     if not results:
-        console.print(f"no stories match {query!r}", markup=False)
+        console.print(_cell(f"no stories match {query!r}"))
         return
     terminal = console.is_terminal
     for number, result in enumerate(results, 1):
         outlets = f"{result.feed_count} outlet{'s' * (result.feed_count != 1)}"
-        console.print(Text(f"{number}. {result.title}  ({outlets}, {_time(result.published)})", style="bold"))
+        console.print(Text(_printable(f"{number}. {result.title}  ({outlets}, {_time(result.published)})"), "bold"))
         if result.url:
-            console.print(Text(f"   {result.url}"))
+            console.print(_cell(f"   {result.url}"))
         for match in result.matches:
-            console.print(Text(f"   - {match.feed_title}: ") + _marked(match.title, terminal))
+            console.print(_cell(f"   - {match.feed_title}: ") + _marked(match.title, terminal))
             if match.snippet.text:
                 console.print(Text("     ") + _marked(match.snippet, terminal))
         matched = {match.feed_url for match in result.matches}
         others = list(dict.fromkeys(s.feed_title for s in result.sources if s.feed_url not in matched))
         if others:
-            console.print(Text(f"   also reported by: {', '.join(others)}"))
+            console.print(_cell(f"   also reported by: {', '.join(others)}"))
 
 
 def _marked(text: Highlighted, terminal: bool) -> Text:
-    """Highlighted text: reverse video on a terminal, [brackets] in plain output."""
-    if terminal:
-        marked = Text(text.text)
-        for start, end in text.spans:
-            marked.stylize("bold reverse", start, end)
-        return marked
-    parts, last = [], 0
+    """Highlighted text: reverse video on a terminal, [brackets] in plain output; each piece made printable."""
+    marked, last = Text(), 0
     for start, end in text.spans:
-        parts += [text.text[last:start], "[", text.text[start:end], "]"]
+        marked.append(_printable(text.text[last:start]))
+        if terminal:
+            marked.append(_printable(text.text[start:end]), style="bold reverse")
+        else:
+            marked.append(f"[{_printable(text.text[start:end])}]")
         last = end
-    return Text("".join([*parts, text.text[last:]]))
+    marked.append(_printable(text.text[last:]))
+    return marked
 
 
 def _result_json(result: SearchResult) -> dict[str, Any]:
@@ -517,10 +547,10 @@ def add_command(
     add_feeds(obj.config_path, [source])
     if as_json:
         data = {"url": found.url, "title": source.title, "feed_title": found.title, "tags": list(source.tags)}
-        click.echo(json.dumps(dict(data, entries=found.entries, found=found.how), indent=2, ensure_ascii=False))
+        click.echo(_json(dict(data, entries=found.entries, found=found.how)))
         return
     name = source.title or found.title or "untitled"
-    click.echo(f"added {found.url} ({name}; {found.entries} entries; {found.how}) to {obj.config_path}")
+    click.echo(_printable(f"added {found.url} ({name}; {found.entries} entries; {found.how}) to {obj.config_path}"))
 
 
 @cli.command("remove")
@@ -532,7 +562,7 @@ def remove_command(obj: Context, url: str) -> None:
     from .subscriptions import remove_feed
 
     removed = remove_feed(obj.config_path, url)
-    click.echo(f"removed {removed.url} from {obj.config_path}")
+    click.echo(_printable(f"removed {removed.url} from {obj.config_path}"))
 
 
 @cli.command("enable")
@@ -545,7 +575,7 @@ def enable_command(obj: Context, url: str) -> None:
     with obj.store(config) as store:
         if not store.enable_feed(url, datetime.now(UTC)):
             raise QueryError(f"{url}: no such feed in the store")
-    click.echo(f"enabled {url}: the next pass fetches it")
+    click.echo(_printable(f"enabled {url}: the next pass fetches it"))
 
 
 @cli.command("import-opml")
@@ -562,15 +592,15 @@ def import_opml_command(obj: Context, file: str, as_json: bool, allow_private: b
     if as_json:
         added = [{"url": f.url, "title": f.title, "tags": list(f.tags)} for f in result.added]
         skipped = [{"url": url, "reason": reason} for url, reason in result.skipped]
-        click.echo(json.dumps({"added": added, "skipped": skipped}, indent=2, ensure_ascii=False))
+        click.echo(_json({"added": added, "skipped": skipped}))
         return
-    click.echo(f"added {len(result.added)} feed{'s' * (len(result.added) != 1)} to {obj.config_path}")
+    click.echo(_printable(f"added {len(result.added)} feed{'s' * (len(result.added) != 1)} to {obj.config_path}"))
     for feed in result.added:
-        click.echo(f"  + {feed.url}" + (f" [{', '.join(feed.tags)}]" if feed.tags else ""))
+        click.echo(_printable(f"  + {feed.url}" + (f" [{', '.join(feed.tags)}]" if feed.tags else "")))
     if result.skipped:
         click.echo(f"skipped {len(result.skipped)}:")
         for url, reason in result.skipped:
-            click.echo(f"  - {url}: {reason}")
+            click.echo(_printable(f"  - {url}: {reason}"))
 
 
 @cli.command("export-opml")

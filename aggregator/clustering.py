@@ -59,17 +59,19 @@ class StoryClusterer:
 
     def run(self, store: Store, config: Config, now: datetime) -> int:
         """Assign a story to every entry that has none, oldest first. Returns how many."""
-        # In batches, oldest first: the backlog's summaries are read a page at a time, and the index keeps only
-        # what it needs of each entry, so memory follows the window, not the backlog.
-        batches = store.unassigned_batches()
-        first = next(batches, None)
-        if not first:
-            return 0
-        window = timedelta(hours=config.dedup.window_hours)
-        index = self.index_for(store, config, first[0].published - window)
         count = 0
         try:
+            # The write lock first, then the entries without a story: another process clustering at the same
+            # time (two `aggregator update`s) waits here, then finds them assigned instead of assigning them again.
             with store.story_writer() as writer:
+                # In batches, oldest first: the backlog's summaries are read a page at a time, and the index keeps
+                # only what it needs of each entry, so memory follows the window, not the backlog.
+                batches = store.unassigned_batches()
+                first = next(batches, None)
+                if not first:
+                    return 0
+                window = timedelta(hours=config.dedup.window_hours)
+                index = self.index_for(store, config, first[0].published - window)
                 for items in itertools.chain([first], batches):
                     index.observe(items)
                     for item in items:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -286,9 +287,10 @@ class Config(_Strict):
                         "set allow_private_addresses: true to allow it"
                     )
         if not self.allow_outputs_outside:
-            root = Path(os.path.normpath(self.base_dir.resolve()))
+            root = self.base_dir.resolve()
             for index, output in enumerate(self.outputs):
-                target = Path(os.path.normpath(root / os.path.expanduser(output.path)))
+                # symlinks followed: `public -> /etc` leads outside, whatever the path says
+                target = (root / os.path.expanduser(output.path)).resolve()
                 if not target.is_relative_to(root):
                     raise ValueError(
                         f"outputs[{index}].path: {output.path} is outside the folder of the config file "
@@ -346,9 +348,44 @@ def parse_config(data: dict[str, Any], path: Path, database: str | None = None) 
     if database is not None:
         data["database"] = str(Path(database).resolve())
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"{path}: {_first_problem(e)}") from None
+    _check_output_targets(config, path)
+    return config
+
+
+# Files beside a SQLite database in WAL mode (and in rollback mode), which an output must not replace either.
+_DATABASE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def _check_output_targets(config: Config, path: Path) -> None:
+    """Refuse an output that would replace the database (or its -wal/-shm), this config file or another
+    output, or that is already something other than a regular file (a FIFO would hang publishing).
+
+    Paths are compared with symlinks followed, so a link cannot lead an output onto one of them.
+    """
+    database = config.database_path.resolve()
+    protected = {Path(f"{database}{suffix}"): f"the database ({config.database_path})" for suffix in _DATABASE_SUFFIXES}
+    protected[path.resolve()] = "the config file itself"
+    for index, output in enumerate(config.outputs):
+        target = config.resolve(output.path).resolve()
+        problem = protected.get(target) or _not_a_file(target)
+        if problem:
+            raise ConfigError(f"{path}: outputs[{index}].path: {output.path} is {problem}; choose another path")
+        protected[target] = f"outputs[{index}].path too"
+
+
+def _not_a_file(target: Path) -> str | None:
+    """What is at `target` when it exists and is not a regular file."""
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        return None  # nothing there yet (or nothing we can see): publishing creates it
+    if stat.S_ISREG(mode):
+        return None
+    kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+    return f"{kind}, not a regular file"
 
 
 def _first_problem(error: ValidationError) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -32,7 +33,7 @@ __all__ = [
 
 # Part of every entry's source_hash: raise it when normalizing changes what it makes of the same input, so
 # stored entries are normalized again the next time their feed changes.
-NORMALIZE_VERSION = 1
+NORMALIZE_VERSION = 2
 # Bounds on what one entry may put in the store; a 5 MiB entry is cut, not refused.
 MAX_TITLE_CHARS = 1_000
 MAX_HTML_CHARS = 200_000
@@ -55,6 +56,9 @@ _TRACKING_PARAMS = frozenset(
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 _SPACE = re.compile(r"\s+")
+# A host name as the IDNA codec writes it: letters, digits, "-" and "_" in dot-separated labels.
+_ASCII_HOST = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 _URL_SCHEMES = {"http", "https", "mailto"}
 
 
@@ -163,8 +167,13 @@ def sanitize_html(markup: str | None, base_url: str) -> str | None:
     if "<" not in markup and "&" not in markup:
         return html.escape(markup, quote=False).strip() or None
     relative: object = ("rewrite_with_base", base_url) if urlsplit(base_url).scheme in ("http", "https") else None
-    cleaned = nh3.clean(markup, url_schemes=_URL_SCHEMES, url_relative=relative).strip()  # type: ignore[arg-type]
-    return cleaned or None
+    try:
+        cleaned = nh3.clean(markup, url_schemes=_URL_SCHEMES, url_relative=relative)  # type: ignore[arg-type]
+    except ValueError:
+        # nh3 refuses a base it cannot parse (`http://xn--a.com/`, a port out of range) for the whole call:
+        # relative links then have nothing to resolve against and are dropped, the rest is kept
+        cleaned = nh3.clean(markup, url_schemes=_URL_SCHEMES, url_relative="deny")
+    return cleaned.strip() or None
 
 
 def strip_invalid_xml(text: str) -> str:
@@ -182,7 +191,39 @@ def _absolute_url(link: str | None, base_url: str) -> str | None:
         parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:  # "http://[bad" and other URLs urllib cannot split
         return None
-    return url if parts.scheme in ("http", "https") and parts.hostname and len(url) <= MAX_URL_CHARS else None
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_CHARS:
+        return None
+    return url if _plausible_host(parts.hostname) else None
+
+
+def _plausible_host(host: str) -> bool:
+    """Whether `host` can be a real host: an IP address, or a name IDNA can encode and decode again.
+
+    Refuses what a browser or nh3 would refuse (`ex ample.com`, `xn--a.com`, `999.1.1.1`, a U+202E that
+    reverses how the host reads), so no such link is stored or published.
+    """
+    if ":" in host:  # an IPv6 literal
+        return _is_ip_address(host)
+    if host.isascii() and "xn--" not in host.lower():  # nearly every host: no IDNA to check
+        name = host.lower()
+    else:
+        try:
+            encoded = host.encode("idna")
+            encoded.decode("idna")  # an `xn--` label must be valid punycode
+        except UnicodeError:
+            return False
+        name = encoded.decode("ascii").lower()
+    if _NUMERIC_LABEL.fullmatch(name.rstrip(".").rsplit(".")[-1]):
+        return _is_ip_address(name)  # a browser reads `a.123` or `999.1.1.1` as an IPv4 address: a bad one
+    return _ASCII_HOST.fullmatch(name) is not None
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _names(values: tuple[str, ...]) -> tuple[str, ...]:

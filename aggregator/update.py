@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
 import multiprocessing
 import os
 import random
+import signal
+import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +34,7 @@ from .atomic import replace_file
 from .clustering import cluster_new_entries
 from .config import Config, OutputConfig
 from .dedup import term_vector
-from .errors import AggregatorError, OutputError, ParseError
+from .errors import AggregatorError, OutputError, ParseError, StoreError
 from .fetch import Fetcher
 from .models import Entry, FeedOutcome, FeedState, FetchResult, FetchStatus, OutputMeta, ParsedFeed, PassSummary
 from .normalize import identify, normalize_entry
@@ -100,14 +104,20 @@ async def run_pass(
 
         async def update_one(state: FeedState) -> None:
             async with in_flight:
-                result = await active.fetch(state)
-                # parsing a large or hostile feed takes seconds of CPU: in a worker process (or a thread), so
-                # the other fetches keep reading their sockets and no deadline runs out waiting for a parse
-                unchanged = result.body_hash == state.body_hash  # the same bytes as last time: never parsed
-                prepared = None
-                if not unchanged and result.status is FetchStatus.OK:
-                    prepared = await _prepare(pool, result, now, store.source_hashes(state.feed_id))
-                outcome = store_result(store, state, result, now, prepared)
+                result = FetchResult(state.url, FetchStatus.FAILED)
+                try:
+                    result = await active.fetch(state)
+                    # parsing a large or hostile feed takes seconds of CPU: in a worker process (or a thread),
+                    # so the other fetches keep reading their sockets and no deadline runs out waiting for it
+                    unchanged = result.body_hash == state.body_hash  # the same bytes as last time: never parsed
+                    prepared = None
+                    if not unchanged and result.status is FetchStatus.OK:
+                        prepared = await _prepare(pool, result, now, store.source_hashes(state.feed_id))
+                    outcome = store_result(store, state, result, now, prepared)
+                except StoreError:
+                    raise  # the database itself failed: the pass stops (exit code 3), whatever the feed
+                except Exception as e:  # a bug met on this feed's input costs this feed, never the pass
+                    outcome = _record_crash(store, state, result, e, now)
             log.info(
                 "fetched %s: %s %s, %d bytes, %.0f ms, %d new",
                 result.url, outcome.status.value, result.http_status or "-", outcome.bytes,
@@ -154,7 +164,12 @@ def _parse_pool(feeds: int) -> ProcessPoolExecutor | None:
         return None
     if threading.active_count() > 1:
         return None  # forking a process with threads (a long-lived service) can deadlock the child
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
     # Frozen, the objects of this process are never visited by the child's garbage collector, which would
     # otherwise write to (and so copy) every page of them: the worker shared ~30 of its ~60 MB without this.
     gc.freeze()
@@ -167,6 +182,31 @@ def _parse_pool(feeds: int) -> ProcessPoolExecutor | None:
     finally:
         gc.unfreeze()
     return pool
+
+
+# prctl(2) option: the signal this process gets when the thread that forked it ends (Linux).
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """First thing in the parse worker: it ends when the pass's process ends, however that ends.
+
+    A worker whose parent was killed (SIGTERM, kill -9) waited forever on a queue nobody writes to, about
+    100 MB each, holding the database open. On Linux the kernel kills it (PR_SET_PDEATHSIG); everywhere, a
+    thread notices the parent is gone (the worker was handed to another parent) within a second.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+    threading.Thread(target=_exit_without_parent, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _exit_without_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 async def _prepare(
@@ -200,18 +240,54 @@ def prepare_result(result: FetchResult, now: datetime, stored: Mapping[str, str]
         parsed = parse_feed(result.body, dict(result.headers, **{"content-location": base_url}))
     except ParseError as e:
         return e
-    items = list(parsed.entries)
-    if stored:  # identifying costs ~20 us an entry: only a feed with stored entries can repeat any
-        items, seen = [], set()
-        for item in parsed.entries:
-            guid, source = identify(item, base_url)
-            if guid in seen:  # a feed that repeats an id: the first occurrence wins (as Store.save_feed rules)
-                continue
-            seen.add(guid)
-            if stored.get(guid) != source:
-                items.append(item)
-    entries = [normalize_entry(item, base_url, now) for item in items]
-    return parsed, [replace(e, terms=term_vector(e.title, e.summary_text, e.canonical_url)) for e in entries]
+    entries: list[Entry] = []
+    seen: set[str] = set()
+    dropped: list[Exception] = []
+    for item in parsed.entries:
+        # each entry on its own: one a bug of ours cannot read is dropped and named, its feed is stored
+        try:
+            if stored:  # identifying costs ~20 us an entry: only a feed with stored entries can repeat any
+                guid, source = identify(item, base_url)
+                if guid in seen:  # a feed that repeats an id: the first occurrence wins (as Store.save_feed)
+                    continue
+                seen.add(guid)
+                if stored.get(guid) == source:
+                    continue
+            entry = normalize_entry(item, base_url, now)
+            entries.append(replace(entry, terms=term_vector(entry.title, entry.summary_text, entry.canonical_url)))
+        except Exception as e:
+            if not dropped:
+                log.error("%s: cannot normalize an entry (a bug); dropped it", result.url, exc_info=True)
+            dropped.append(e)
+    if dropped:
+        parsed = replace(parsed, warning=_join(parsed.warning, _dropped_note(dropped, len(parsed.entries))))
+    return parsed, entries
+
+
+def _dropped_note(errors: Sequence[Exception], total: int) -> str:
+    first = errors[0]
+    return (
+        f"dropped {len(errors)} of {total} entries that could not be normalized "
+        f"(first: {type(first).__name__}: {_one_line(str(first))[:300]})"
+    )
+
+
+def _join(*notes: str | None) -> str:
+    return "; ".join(note for note in notes if note)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "no message"
+
+
+def _record_crash(store: Store, state: FeedState, result: FetchResult, error: Exception, now: datetime) -> FeedOutcome:
+    """An unexpected exception while updating one feed: logged with its traceback, stored as the feed's failure."""
+    log.error("%s: unexpected error while updating the feed (a bug)", state.url, exc_info=error)
+    message = f"unexpected error (a bug): {type(error).__name__}: {_one_line(str(error))[:300]}"
+    store.record_failure(state, result.http_status, message, now)
+    return FeedOutcome(
+        result.url, FetchStatus.FAILED, error=message, http_status=result.http_status, elapsed_ms=result.elapsed_ms
+    )
 
 
 def store_result(
@@ -317,9 +393,19 @@ def publish_outputs(config: Config, store: Store, now: datetime) -> list[Path]:
 
 
 def write_atomically(path: Path, body: bytes) -> bool:
-    """Replace `path` with `body` via a temporary file and rename; False when the file already holds it."""
+    """Replace `path` with `body` via a temporary file and rename; False when the file already holds it.
+
+    Only a regular file of exactly this size is read to compare: never a FIFO (which would block) or a 3 GiB
+    file someone left there.
+    """
     try:
-        if path.exists() and path.read_bytes() == body:
+        try:
+            existing = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            existing = None
+        if existing is not None and not stat.S_ISREG(existing.st_mode):
+            raise OutputError(f"{path}: cannot write the output: something other than a regular file is there")
+        if existing is not None and existing.st_size == len(body) and path.read_bytes() == body:
             return False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

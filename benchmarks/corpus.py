@@ -41,9 +41,11 @@ __all__ = [
     "Measurement",
     "build_corpus",
     "change_corpus",
+    "child_pids",
     "feed_path",
     "peak_rss_of",
     "run_measured",
+    "running",
     "write_config",
 ]
 
@@ -664,3 +666,25 @@ def peak_rss_of(cmd: Sequence[str | os.PathLike[str]]) -> tuple[float, float]:
     """Run `cmd` and return (wall seconds, peak RSS of the child in MB)."""
     measured = run_measured(cmd)
     return measured.seconds, measured.peak_rss_mb
+
+
+def child_pids(pid: int) -> list[int]:
+    """Running processes whose parent is `pid`, read from /proc (Linux): a pass's parse worker, say."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                state, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            except (OSError, ValueError):
+                continue
+            if int(parent) == pid and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie nobody reaped yet has ended)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from corpus import child_pids, running
 
 REPO = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
@@ -300,6 +301,83 @@ def cases(base: str, secret_file: Path) -> list[Case]:
     ]  # fmt: skip
 
 
+# --- issue 13, items 1, 3, 4, 7, 8, 9, 11 (hardening): one block, kept together ---------------------------------
+
+
+def issue13_cases() -> list[Case]:
+    """Entries that stopped the pass, references that lost a feed, encodings that skipped the budgets."""
+    markup = "<description>&lt;p&gt;Read &lt;a href='/more'&gt;more&lt;/a&gt;&lt;/p&gt;</description>"
+    bad_hosts = ["http://xn--a.com/s", "http://ex ample.com/s", "http://ex\u202eample.com/s", "http://a.example:99999/"]
+    links = "".join(item(f"host{n}", f"Unusable link {n}", link, extra=markup) for n, link in enumerate(bad_hosts))
+    refs = "".join(
+        item(f"ref{n}", f"Reference {ref} in a title", f"https://e.com/{n}", extra=f"<description>{ref}</description>")
+        for n, ref in enumerate(["&#xD800;", "&#x110000;", "&#99999999999;", "&#0;", "&#xD83D;&#xDE00;"])
+    )  # fmt: skip
+    flood = "<?xml version='1.0' encoding='{}'?><rss version='2.0'><channel><title>t</title><item><guid>f</guid>"
+    tags = "<a/>" * 1_100_000
+    cp037_flood = (flood.format("cp037") + f"<description>{tags}</description></item></channel></rss>").encode("cp037")
+    utf7_tags = b"<description>" + b"+ADw-a/>" * 1_100_000  # UTF-7 writes `<` as `+ADw-`
+    utf7_flood = flood.format("utf-7").encode() + utf7_tags + b"</description></item></channel></rss>"
+    cp037_feed = rss(item("ebcdic", "Caf\u00e9 in EBCDIC")).decode().replace("utf-8", "cp037").encode("cp037")
+    script_link = "https://example.com/?q=&lt;script&gt;alert(1)&lt;/script&gt;"
+    escapes = item("esc", "Evil \x9b2J title \u202egnp.exe", script_link)
+    return [
+        Case("links nh3 refuses, with markup", body(rss(links)), "stored"),
+        Case("bad character references", body(rss(refs)), "stored"),
+        Case("EBCDIC (cp037) tag flood", body(cp037_flood, "application/xml"), "error", "refused: the document has"),
+        Case("UTF-7 tag flood", body(utf7_flood, "application/xml"), "error", "refused: the document has"),
+        Case("EBCDIC (cp037) feed", body(cp037_feed, "application/xml"), "stored"),
+        Case("C1, U+202E, <script> in a link", body(rss(escapes)), "stored"),
+    ]  # fmt: skip
+
+
+def issue13_process_checks(work: Path, good: dict[str, bytes], base: str, server: Server) -> list[tuple[str, bool]]:
+    """Two `update`s at once on a new database (item 7), and kill -9 mid-pass leaving no worker (item 8)."""
+    together = work / "together"
+    together.mkdir()
+    config = together / "feeds.yaml"
+    config.write_text(yaml.safe_dump({"fetch": {"per_host": 16}, "feeds": [{"url": f"{base}{p}"} for p in good]}))
+    command = [sys.executable, "-m", "aggregator", "--config", str(config), "update"]
+    passes = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    codes = [process.wait(timeout=300) for process in passes]
+    with sqlite3.connect(together / "aggregator.db") as conn:
+        stored, unique, unassigned = conn.execute(
+            "SELECT count(*), count(DISTINCT feed_id || guid), sum(story_id IS NULL) FROM entries"
+        ).fetchone()
+    print(f"two updates at once on a new database: exit codes {codes}, entries {stored} ({unique} distinct, "
+          f"{unassigned} without a story)")  # fmt: skip
+    silent = work / "silent"
+    silent.mkdir()
+    config = silent / "feeds.yaml"
+    config.write_text(yaml.safe_dump({"feeds": [{"url": f"{base}/never{n}"} for n in range(40)]}))
+    for n in range(40):
+        server.routes[f"/never{n}"] = lambda h: h.server.stop.wait(60)
+    update = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "--config", str(config), "update"], cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    workers = _wait_for(lambda: child_pids(update.pid), 60)
+    update.kill()
+    update.wait()
+    killed = time.perf_counter()
+    gone = _wait_for(lambda: not any(running(pid) for pid in workers), 30)
+    waited = time.perf_counter() - killed
+    print(f"kill -9 mid-pass: {len(workers)} parse worker(s), gone {waited:.2f} s after the parent" if gone else
+          f"kill -9 mid-pass: {len(workers)} parse worker(s) still running after 30 s")  # fmt: skip
+    consistent = stored == unique == GOOD_FEEDS * GOOD_ENTRIES and not unassigned
+    return [
+        (f"two updates at once both exit 0 {codes}, every entry stored once", codes == [0, 0] and consistent),
+        ("kill -9 mid-pass leaves no parse worker", bool(workers) and bool(gone)),
+    ]
+
+
+def _wait_for(condition: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := condition()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found
+
+
 # --- the run ------------------------------------------------------------------------------------------------------
 
 
@@ -327,7 +405,7 @@ def main() -> int:
 
 def run(work: Path, server: Server, base: str, secret: Path) -> int:
     print("building payloads ...", flush=True)
-    hostile = cases(base, secret) + network_cases(server)
+    hostile = cases(base, secret) + network_cases(server) + issue13_cases()
     urls: dict[str, str] = {}
     for index, case in enumerate(hostile):
         path = f"/case{index}"
@@ -421,6 +499,7 @@ def run(work: Path, server: Server, base: str, secret: Path) -> int:
         (f"good feeds stored completely {complete}/{GOOD_FEEDS}", complete == GOOD_FEEDS),
         (f"hostile cases as expected {len(hostile) - len(problems)}/{len(hostile)}", not problems),
     ]
+    targets += issue13_process_checks(work, good, base, server)
     for text, met in targets:
         print(f"{'ok  ' if met else 'MISS'} {text}")
     for problem in problems:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
+
+from aggregator.errors import OutputError
+from aggregator.update import write_atomically
 
 OK_FEED = "https://example.com/feed.xml"
 
@@ -167,3 +174,107 @@ def test_a_config_that_is_not_utf8(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {config}: cannot read: 'utf-8' codec can't decode byte 0xff")
     assert result.stderr.count("\n") == 1
+
+
+# --- outputs that would replace what is not theirs (issue 13, item 6) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("output", "problem"),
+    [
+        ("aggregator.db", "the database ({db})"),
+        ("aggregator.db-wal", "the database ({db})"),
+        ("./aggregator.db-shm", "the database ({db})"),
+        ("feeds.yaml", "the config file itself"),
+        ("public/../feeds.yaml", "the config file itself"),
+        ("link-to-db", "the database ({db})"),
+        ("public", "a folder, not a regular file"),
+        ("pipe", "a FIFO, not a regular file"),
+    ],
+)
+def test_an_output_cannot_replace_the_database_the_config_or_a_non_file(
+    tmp_path: Path, output: str, problem: str
+) -> None:
+    (tmp_path / "public").mkdir()
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "link-to-db").symlink_to(tmp_path / "aggregator.db")
+    config = tmp_path / "feeds.yaml"
+    config.write_text(f"database: aggregator.db\noutputs:\n  - path: feed.rss\n  - path: {output}\n", encoding="utf-8")
+    line = f"error: {config}: outputs[1].path: {output} is {problem.format(db=tmp_path / 'aggregator.db')}; "
+    for command in ("check", "publish", "update"):
+        result = run_cli(command, config=config)
+        assert result.exit_code == 2, (command, result.stderr)
+        assert result.stderr == line + "choose another path\n"
+    assert not (tmp_path / "aggregator.db").exists()
+
+
+def test_publishing_to_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    # in a subprocess under a timeout: before, publishing read the FIFO and waited forever for a writer
+    os.mkfifo(tmp_path / "feed.atom")
+    config = tmp_path / "feeds.yaml"
+    config.write_text("outputs:\n  - path: feed.atom\n", encoding="utf-8")
+    command = [sys.executable, "-m", "aggregator", "--config", str(config), "publish"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: {config}: outputs[0].path: feed.atom is a FIFO, not a regular file; choose another path\n"
+    )
+
+
+def test_the_database_named_by_db_is_protected_too(tmp_path: Path) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text("outputs:\n  - path: store.sqlite\n", encoding="utf-8")
+    result = run_cli("--db", str(tmp_path / "store.sqlite"), "check", config=config)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {config}: outputs[0].path: store.sqlite is the database ({tmp_path / 'store.sqlite'}); "
+        "choose another path\n"
+    )
+
+
+def test_two_outputs_that_are_one_file_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text("outputs:\n  - path: feed.atom\n  - path: ./feed.atom\n", encoding="utf-8")
+    result = run_cli("check", config=config)
+    assert (
+        result.stderr == f"error: {config}: outputs[1].path: ./feed.atom is outputs[0].path too; choose another path\n"
+    )
+
+
+def test_a_symlink_out_of_the_config_folder_is_outside(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "public").symlink_to(tmp_path / "site")  # inside: fine
+    (tmp_path / "etc").symlink_to("/etc")  # outside, whatever the path says
+    config = tmp_path / "feeds.yaml"
+    config.write_text("outputs:\n  - path: public/feed.atom\n  - path: etc/feed.atom\n", encoding="utf-8")
+    result = run_cli("check", config=config)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {config}: outputs[1].path: etc/feed.atom is outside the folder of the config file ({tmp_path}); "
+        "set allow_outputs_outside: true to allow it\n"
+    )
+
+
+def test_a_large_file_at_an_output_is_replaced_without_being_read(tmp_path: Path) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text("outputs:\n  - path: feed.atom\n", encoding="utf-8")
+    output = tmp_path / "feed.atom"
+    with output.open("wb") as file:
+        file.truncate(256 * 1024 * 1024)  # sparse: 256 MiB that cost no disk
+    tracemalloc.start()
+    try:
+        result = run_cli("publish", config=config)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"{output}: written\n"
+    assert output.read_bytes().startswith(b"<?xml")
+    assert peak < 32 * 1024 * 1024  # the old file was never read into memory
+
+
+def test_a_fifo_made_after_the_check_fails_the_output_instead_of_blocking(tmp_path: Path) -> None:
+    output = tmp_path / "feed.atom"
+    os.mkfifo(output)
+    with pytest.raises(OutputError, match="something other than a regular file is there"):
+        write_atomically(output, b"<feed/>")

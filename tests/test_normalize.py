@@ -103,3 +103,35 @@ def test_updated_never_before_published() -> None:
 def test_non_http_links_are_dropped() -> None:
     entry = normalize_entry(ParsedEntry(id="x", link="javascript:alert(1)"), "https://e.com/f", NOW)
     assert entry.url is None and entry.canonical_url is None
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://xn--a.com/a",
+        "http://ex ample.com/a",
+        "http://ex\u202eample.com/a",
+        "http://a..b/",
+        "http://a\x85b.com/",
+        "http://999.1.1.1/",
+        "http://news.123/",
+    ],
+)
+def test_links_whose_host_cannot_exist_are_not_kept(link: str) -> None:
+    parsed = ParsedEntry(id="x", link=link, summary='<a href="/more">more</a>')
+    entry = normalize_entry(parsed, "https://f.example/", NOW)
+    assert entry.url is None
+    assert entry.summary == '<a href="https://f.example/more" rel="noopener noreferrer">more</a>'
+
+
+@pytest.mark.parametrize(
+    "link", ["http://bücher.de/a", "http://[::1]:8080/a", "https://www.bbc.co.uk/news/a_b-1", "http://10.0.0.1/a"]
+)
+def test_international_and_ip_hosts_are_kept(link: str) -> None:
+    assert normalize_entry(ParsedEntry(id="x", link=link), "https://f.example/", NOW).url == link
+
+
+def test_a_base_nh3_refuses_drops_relative_links_but_keeps_the_fragment() -> None:
+    assert sanitize_html('<p><a href="/x">rel</a> <a href="https://a.example/">abs</a></p>', "http://xn--a.com/") == (
+        '<p><a rel="noopener noreferrer">rel</a> <a href="https://a.example/" rel="noopener noreferrer">abs</a></p>'
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -771,3 +772,28 @@ def test_relative_links_left_in_the_store_are_resolved_against_the_story_link() 
         '<p><a href="https://outlet0.example/more" rel="noopener noreferrer">more</a> '
         '<img src="https://outlet0.example/news/pic.jpg"></p>'
     )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://outlet0.example/zq?q=<script>alert(1)</script>",
+        'https://outlet0.example/zq"onmouseover="x',
+        "https://outlet0.example/zq b",
+        "https://outlet0.example/zq\x00b",
+        "https://outlet0.example/zq\x9bb",
+        "https://outlet0.example/zq\u202egnp.exe",
+    ],
+)
+def test_a_link_a_url_cannot_hold_unescaped_is_refused_not_escaped(url: str) -> None:
+    hostile = story(0, outlets=1, url=url, sources=(replace(source(0), url=url),))
+    rss = etree.fromstring(render([hostile], meta("rss")))
+    assert rss.find("channel/item/link") is None
+    item = json.loads(render([hostile], meta("json")))["items"][0]
+    assert "url" not in item
+    assert "url" not in item["_aggregator"]["sources"][0]
+    atom = etree.fromstring(render([hostile], meta("atom")))
+    entry = atom.find(f"{ATOM}entry")
+    assert [link.get("rel") for link in entry.findall(f"{ATOM}link")] == ["enclosure"]  # no alternate, related
+    for fmt in STORY_FORMATS:
+        assert b"/zq" not in render([hostile], meta(fmt))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -39,6 +40,7 @@ from .rows import (
     dedup_item_from_row,
     entry_row,
     entry_values,
+    error_text,
     feed_health_from_row,
     feed_state_from_row,
     format_time,
@@ -82,11 +84,11 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _use_wal(conn, busy_timeout)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             db = Database(conn, execute_plugins=False)
-            migrations.apply(db)
+            _migrate(db)
         except sqlite3.Error as e:
             if "unable to open" in str(e) and path.parent.is_dir() and not os.access(path.parent, os.W_OK):
                 # WAL mode needs the -wal and -shm files beside the database, so its folder must be writable
@@ -119,7 +121,7 @@ class Store:
         writes; that fails at once with "database is locked", busy timeout or not. Nested, it is a savepoint.
         """
         conn = self.db.conn
-        try:
+        with self._errors():
             if conn.in_transaction:
                 with self.db.atomic():
                     yield
@@ -132,16 +134,30 @@ class Store:
                 if conn.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
                     conn.execute("ROLLBACK")
                 raise
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Any SQLite failure inside becomes a StoreError naming the database: every public read goes through
+        here (via _rows, _query or _iterate) or through transaction(), so none escapes as sqlite3.Error."""
+        try:
+            yield
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: {explain(e, self.busy_timeout)}") from e
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        try:
+        with self._errors():
             cursor = self.db.conn.execute(sql, params)
-        except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: {explain(e, self.busy_timeout)}") from e
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._errors():
+            return self.db.conn.execute(sql, params).fetchall()
+
+    def _iterate(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query one at a time, for scans too large to hold (the dedup window)."""
+        with self._errors():
+            yield from self.db.conn.execute(sql, params)
 
     # --- feeds ---------------------------------------------------------------------------------------
 
@@ -231,7 +247,7 @@ class Store:
                    WHERE id = ?""",
                 (
                     parsed.title, parsed.link, result.etag, result.last_modified, result.body_hash,
-                    stamp, result.http_status, parsed.warning, 0, parsed.warning,
+                    stamp, result.http_status, error_text(parsed.warning), 0, parsed.warning,
                     bool(new_rows), stamp, state.feed_id,
                 ),
             )  # fmt: skip
@@ -239,10 +255,10 @@ class Store:
 
     def source_hashes(self, feed_id: int) -> dict[str, str]:
         """guid -> source hash of every stored entry of a feed (those stored before m007 have none)."""
-        rows = self.db.conn.execute(
+        rows = self._query(
             "SELECT guid, source_hash FROM entries WHERE feed_id = ? AND source_hash IS NOT NULL", (feed_id,)
         )
-        return dict(rows.fetchall())
+        return dict(rows)
 
     def _write_terms(self, vectors: Sequence[tuple[int, TermVector | None]]) -> None:
         """Store (or replace) entries' term vectors; an entry without one loses any stale row."""
@@ -284,14 +300,14 @@ class Store:
                 """UPDATE feeds SET last_fetched_at = ?, last_status = ?, last_error = ?,
                        error_count = error_count + 1, failing_since = COALESCE(failing_since, ?)
                    WHERE id = ?""",
-                (stamp, http_status, error, stamp, state.feed_id),
+                (stamp, http_status, error_text(error), stamp, state.feed_id),
             )
 
     # --- stories -------------------------------------------------------------------------------------
 
     def unassigned_entries(self) -> list[DedupItem]:
         """Entries that belong to no story yet, oldest first (the order dedup must see them in)."""
-        rows = self.db.conn.execute(
+        rows = self._query(
             f"""SELECT {DEDUP_COLUMNS} FROM entries e INDEXED BY entries_unassigned {JOIN_TERMS}
                 WHERE e.story_id IS NULL ORDER BY e.published, e.id"""
         )
@@ -305,11 +321,11 @@ class Store:
         """
         after: tuple[str, int] = ("", 0)
         while True:
-            rows = self.db.conn.execute(
+            rows = self._query(
                 f"""SELECT {DEDUP_COLUMNS} FROM entries e INDEXED BY entries_unassigned {JOIN_TERMS}
                     WHERE e.story_id IS NULL AND (e.published, e.id) > (?, ?) ORDER BY e.published, e.id LIMIT ?""",
                 (*after, size),
-            ).fetchall()
+            )
             if not rows:
                 return
             after = (rows[-1][5], rows[-1][0])
@@ -320,7 +336,7 @@ class Store:
 
         Their stored term vectors come with them (an entry without one brings its text instead).
         """
-        rows = self.db.conn.execute(
+        rows = self._iterate(
             f"""SELECT {DEDUP_COLUMNS}, e.story_id FROM entries e {JOIN_TERMS}
                 WHERE e.published >= ? AND e.story_id IS NOT NULL ORDER BY e.published, e.id""",
             (format_time(since),),
@@ -363,7 +379,7 @@ class Store:
             # Few entries in these feeds: list their stories directly. Many: walk the newest stories and test
             # each, which stops early. (1M entries: a new feed 0 ms instead of 110; a broad tag stays ~10 ms.)
             counted = f"SELECT count(*) FROM (SELECT 1 FROM entries WHERE feed_id IN ({marks}) LIMIT ?)"
-            if self.db.conn.execute(counted, [*ids, _FEW_ENTRIES]).fetchone()[0] < _FEW_ENTRIES:
+            if self._query(counted, [*ids, _FEW_ENTRIES])[0][0] < _FEW_ENTRIES:
                 where.append(f"s.id IN (SELECT story_id FROM entries WHERE feed_id IN ({marks}))")
             else:
                 where.append(f"EXISTS (SELECT 1 FROM entries e WHERE e.story_id = s.id AND e.feed_id IN ({marks}))")
@@ -445,7 +461,7 @@ class Store:
         """Rows in one of our tables."""
         if table not in ("feeds", "entries", "stories"):
             raise ValueError(table)
-        return int(self.db.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        return int(self._query(f"SELECT count(*) FROM {table}")[0][0])
 
     # --- scheduling (service.py, schedule.py) -------------------------------------------------------
 
@@ -469,12 +485,12 @@ class Store:
 
     def next_fetch_after(self, moment: datetime) -> datetime | None:
         """The earliest planned fetch strictly after `moment`, among active, enabled feeds."""
-        row = self.db.conn.execute(
+        [(first,)] = self._query(
             """SELECT min(next_fetch_at) FROM feeds
                WHERE active = 1 AND disabled_reason IS NULL AND next_fetch_at > ?""",
             (format_time(moment),),
-        ).fetchone()
-        return parse_time(row[0]) if row[0] else None
+        )
+        return parse_time(first) if first else None
 
     def host_holds(self, now: datetime) -> dict[str, datetime]:
         """Hosts that asked us (429) to wait, with the time until which they are held; expired ones are gone."""
@@ -544,7 +560,7 @@ class Store:
 
     def entry_times(self, feed_id: int, limit: int = 20) -> list[datetime]:
         """Publication dates of a feed's newest entries, newest first (for the adaptive interval)."""
-        rows = self.db.conn.execute(
+        rows = self._query(
             "SELECT published FROM entries WHERE feed_id = ? ORDER BY published DESC LIMIT ?", (feed_id, limit)
         )
         return [parse_time(row[0]) for row in rows]
@@ -639,16 +655,14 @@ class Store:
 
     def _fts_rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
-            return self.db.conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as e:
-            raise query_error(str(e)) or StoreError(f"{self.path}: {e}") from e
-        except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: {e}") from e
+            return self._query(sql, params)
+        except StoreError as e:  # an FTS5 syntax error is the user's query, not the database
+            raise query_error(str(e.__cause__)) or e from e.__cause__
 
     def feed_table(self, sources: Sequence[FeedSource], *, include_removed: bool = False) -> list[FeedHealth]:
         """The health of the configured feeds, in config order; then feeds no longer configured, if asked."""
         # Named columns, not *: the view's newest_entry costs a 1,000,000-entry index probe per feed.
-        rows = self.db.conn.execute(f"SELECT {FEED_HEALTH_COLUMNS} FROM feed_health ORDER BY id").fetchall()
+        rows = self._query(f"SELECT {FEED_HEALTH_COLUMNS} FROM feed_health ORDER BY id")
         by_url = {row[1]: row for row in rows}
         table = [
             feed_health_from_row(by_url[source.url], source)
@@ -716,6 +730,35 @@ _STORY_SELECT = """SELECT s.*, e.summary, e.content, e.authors, e.categories, e.
     FROM stories s LEFT JOIN entries e ON e.id = s.lead_entry_id"""
 # Below this many entries in an output's feeds, latest_stories lists their stories instead of testing each.
 _FEW_ENTRIES = 5_000
+
+
+def _use_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Put the database in WAL mode. SQLite does not apply the busy timeout to this switch: a process opening a
+    new database while another one switches it got "database is locked" at once, so it is retried here."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _migrate(db: Database) -> None:
+    """Apply pending migrations under the write lock: two processes opening a new (or older) database at once
+    take turns, and the second finds nothing left to do ("table tombstones already exists" before)."""
+    if not migrations.pending(db):
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        migrations.apply(db)  # checks what is pending again, now that no other process can be migrating
+        db.conn.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
 
 
 def explain(error: sqlite3.Error, busy_timeout: float) -> str:

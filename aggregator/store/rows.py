@@ -6,6 +6,7 @@ Times are ISO-8601 UTC text (`2026-11-26T03:12:01Z`), which sorts correctly as t
 from __future__ import annotations
 
 import json
+import re
 import sys
 from array import array
 from collections.abc import Sequence
@@ -24,6 +25,21 @@ from ..models import (
 )
 from ..schedule import FeedSchedule
 from .results import FeedHealth
+
+# A stored problem (feeds.last_error) is one line of plain text: a feed's server writes part of it (the links an
+# HTML page advertises, a status reason), so control characters and bidi overrides go, and it is capped.
+MAX_ERROR_CHARS = 2_000
+_NOT_IN_ERROR = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_ERROR_SPACE = re.compile("[\t\n\r\x0b\x0c]+")
+
+
+def error_text(message: str | None) -> str | None:
+    """`message` as the one line stored in feeds.last_error (None stays None)."""
+    if message is None:
+        return None
+    line = _NOT_IN_ERROR.sub("", _ERROR_SPACE.sub(" ", message[: MAX_ERROR_CHARS * 2])).strip()
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
+
 
 ENTRY_COLUMNS = (
     "url, canonical_url, title, summary, summary_text, content, published, updated, "
