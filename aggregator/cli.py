@@ -511,8 +511,11 @@ def add_command(
         raise QueryError(f"{url} is already in {obj.config_path}")
     from .subscriptions import add_feeds, discover_feed  # ruamel.yaml and the parsers: only these commands
 
-    private = allow_private and config.allow_private_addresses  # feeds.yaml's false wins over the option
-    found = asyncio.run(discover_feed(url, config.fetch, allow_private_addresses=private))
+    found = asyncio.run(
+        discover_feed(
+            url, config.fetch, allow_private=allow_private, allow_private_addresses=config.allow_private_addresses
+        )
+    )
     source = FeedSource(url=found.url, title=title or None, tags=tuple(dict.fromkeys(tags)))
     add_feeds(obj.config_path, [source])
     if as_json:

@@ -78,16 +78,23 @@ async def discover_feed(
     settings: FetchSettings,
     transport: httpx.AsyncBaseTransport | None = None,
     *,
-    allow_private_addresses: bool = False,
+    allow_private: bool = False,
+    allow_private_addresses: bool = True,
 ) -> Discovery:
     """Find the feed behind `url` (a feed or a web page) and check it parses; FeedError when there is none.
 
-    Private and loopback addresses are refused unless allowed: a URL typed at the terminal should not make
-    the aggregator probe the local network. Allowed, they are still reached only at the host of `url`: a page
-    cannot send us to a feed on another host of the local network.
+    Private and loopback addresses are refused unless `allow_private` (the user's --allow-private): a URL
+    typed at the terminal should not make the aggregator probe the local network; feeds.yaml's
+    `allow_private_addresses: false` refuses them even then. Allowed, they are still reached only at the host
+    of `url`: a page cannot send us to a feed on another host of the local network. A refusal names the fix.
     """
     _check_url(url)
-    async with Fetcher(settings, transport, allow_private_addresses=allow_private_addresses) as fetcher:
+    allowed = allow_private and allow_private_addresses
+    if allow_private_addresses:
+        hint = f"which `aggregator add` reaches only when asked: aggregator add --allow-private {url}"
+    else:
+        hint = "and allow_private_addresses is false in feeds.yaml (--allow-private does not override it)"
+    async with Fetcher(settings, transport, allow_private_addresses=allowed, refusal_hint=hint) as fetcher:
         page = await fetcher.fetch(FeedState(feed_id=0, url=url))
         if page.status is not FetchStatus.OK or page.body is None:
             raise FetchError(f"{url}: cannot fetch: {page.error or 'no body'}", page.http_status)
