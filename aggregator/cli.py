@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
+from rich import console as rich_console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -37,6 +38,15 @@ from .update import publish_outputs, run_pass, write_atomically
 __all__ = ["cli", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def Console(**options: Any) -> rich_console.Console:
+    """rich's Console, with no style at all under NO_COLOR (https://no-color.org).
+
+    rich itself drops only the colours there and keeps bold and reverse video; without a colour system it
+    writes no escape codes.
+    """
+    return rich_console.Console(color_system=None if os.environ.get("NO_COLOR") else "auto", **options)
 
 
 class Context:
@@ -434,7 +444,7 @@ def search_command(
     if not results:
         console.print(f"no stories match {query!r}", markup=False)
         return
-    terminal = console.is_terminal
+    terminal = console.is_terminal and console.color_system is not None  # NO_COLOR: [brackets] mark hits
     for number, result in enumerate(results, 1):
         outlets = f"{result.feed_count} outlet{'s' * (result.feed_count != 1)}"
         console.print(Text(f"{number}. {result.title}  ({outlets}, {_time(result.published)})", style="bold"))

@@ -23,7 +23,14 @@ REPEAT_PERIOD = 60.0
 # Distinct lines remembered at once; past it the oldest is forgotten (its count reported), bounding memory.
 _MAX_REMEMBERED = 10_000
 
-_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+# Attributes of every LogRecord, and those a library adds that are not fields for a log shipper: uvicorn's
+# `color_message` repeats the message with ANSI colour codes for its own terminal formatter.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):
