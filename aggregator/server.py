@@ -42,7 +42,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from . import __version__
 from .config import Config, OutputConfig
 from .errors import AggregatorError, ConfigError
-from .render import MEDIA_TYPES
+from .render import FEED_NAMES, MEDIA_TYPES
 
 __all__ = ["HttpServer", "create_app", "feed_path", "served_outputs"]
 
@@ -180,8 +180,9 @@ def _index_page(config: Config) -> str:
         href = html.escape(f"/feeds/{name}")
         title = html.escape(output.title)
         media = MEDIA_TYPES[output.format]
-        if output.format in ("atom", "rss", "json"):
-            links.append(f'<link rel="alternate" type="{media}" title="{title}" href="{href}">')
+        if media in FEED_NAMES:
+            named = html.escape(f"{output.title} ({FEED_NAMES[media]})")
+            links.append(f'<link rel="alternate" type="{media}" title="{named}" href="{href}">')
         items.append(f'<li><a href="{href}">{title}</a> <small>({html.escape(output.format)})</small></li>')
     head = "\n    ".join(links)
     body = "\n      ".join(items) or "<li>No outputs are configured.</li>"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lxml.html
 from conftest import FeedFiles, run_cli, write_config
 from test_service import ServiceProcess
 
@@ -91,3 +92,32 @@ def test_no_color_leaves_no_bold_or_reverse_video_on_a_terminal(tmp_path: Path, 
     assert "\x1b" not in plain
     assert "1. Li Qiang calls for a world AI body  (1 outlet" in plain
     assert "   - wire.example: Li [Qiang] calls for a world AI body" in plain  # hits marked without styles
+
+
+# --- item 5: the page's subscribe links -----------------------------------------------------------------------
+
+
+def test_the_pages_subscribe_links_name_each_format(tmp_path: Path, feeds: FeedFiles) -> None:
+    url = feeds.serve("/wire.xml", rss("wire.example", "A story"))
+    outputs = [
+        {"path": f"public/feed.{fmt}", "format": fmt, "title": "Aggregated news"} for fmt in ("atom", "rss", "json")
+    ]
+    outputs.append({"path": "public/world.atom", "format": "atom", "title": "World", "tags": ["world"]})
+    outputs.append({"path": "public/index.html", "format": "html", "title": "Aggregated news"})
+    config = write_config(tmp_path, [url], outputs=outputs, site_url="https://news.example.org/")
+    assert run_cli("update", config=config).exit_code == 0
+    page = lxml.html.document_fromstring((tmp_path / "public" / "index.html").read_bytes())
+    nav = page.find(".//nav")
+    assert nav is not None
+    assert [(a.text, a.get("href")) for a in nav.iterfind("a")] == [
+        ("Atom", "feed.atom"),
+        ("RSS", "feed.rss"),
+        ("JSON Feed", "feed.json"),
+        ("World (Atom)", "world.atom"),
+    ]
+    assert [link.get("title") for link in page.iterfind(".//link[@rel='alternate']")] == [
+        "Aggregated news (Atom)",
+        "Aggregated news (RSS)",
+        "Aggregated news (JSON Feed)",
+        "World (Atom)",
+    ]

@@ -21,6 +21,7 @@ from ..normalize import clean_text, sanitize_html, strip_invalid_xml
 
 __all__ = [
     "EPOCH",
+    "FEED_NAMES",
     "GENERATOR",
     "feed_updated",
     "plain_text",
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 GENERATOR = "aggregator"
+# What a subscriber calls each feed format, by media type: links to the outputs name it.
+FEED_NAMES = {"application/atom+xml": "Atom", "application/rss+xml": "RSS", "application/feed+json": "JSON Feed"}
 # The `updated` of an empty feed: a fixed date, never the time of writing, so an empty output is stable too.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LINK_SCHEMES = ("http", "https")
