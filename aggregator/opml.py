@@ -9,8 +9,8 @@ without `xmlUrl`) become tags, as do the `category` attribute's entries; a feed 
 and the repeat reported.
 
 Writing groups the feeds in one folder per first tag (in the config's order otherwise) and gives the same
-bytes for the same feeds (no dates), so the output can be diffed and served with a stable ETag. `opml_document` is the one OPML writer; the `opml` output format
-calls it too.
+bytes for the same feeds (no dates), so the output can be diffed and served with a stable ETag.
+`opml_document` is the one OPML writer; the `opml` output format calls it too.
 """
 
 from __future__ import annotations

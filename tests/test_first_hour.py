@@ -9,11 +9,20 @@ import select
 import signal
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import lxml.html
-from conftest import FeedFiles, run_cli, write_config
+from conftest import FeedFiles, query, run_cli, write_config
+from lxml import etree
 from test_service import ServiceProcess
+
+from aggregator.config import load_config
+from aggregator.render import rfc3339
+from aggregator.store import Store
+from aggregator.update import publish_outputs
 
 RSS = """<?xml version="1.0"?><rss version="2.0"><channel><title>{title}</title><link>https://{host}/</link>
 {items}</channel></rss>"""
@@ -121,3 +130,92 @@ def test_the_pages_subscribe_links_name_each_format(tmp_path: Path, feeds: FeedF
         "Aggregated news (JSON Feed)",
         "World (Atom)",
     ]
+
+
+# --- item 6: an empty output is dated by the pass that wrote it -----------------------------------------------
+
+FORMATS = ("atom", "rss", "json", "html")
+
+
+def feed_date(path: Path) -> datetime:
+    """The date an output gives itself: Atom `updated`, RSS `lastBuildDate`, JSON `_aggregator.updated`, the
+    HTML page's footer."""
+    body = path.read_bytes()
+    if path.suffix == ".atom":
+        text = etree.fromstring(body).findtext("{http://www.w3.org/2005/Atom}updated")
+    elif path.suffix == ".rss":
+        return parsedate_to_datetime(etree.fromstring(body).findtext("channel/lastBuildDate"))
+    elif path.suffix == ".json":
+        text = json.loads(body)["_aggregator"]["updated"]
+    else:
+        text = lxml.html.document_fromstring(body).find(".//footer//time").get("datetime")
+    return datetime.fromisoformat(text)
+
+
+def test_an_empty_output_is_dated_by_the_pass_that_wrote_it_and_kept(tmp_path: Path, feeds: FeedFiles) -> None:
+    url = feeds.serve("/wire.xml", rss("wire.example", "A story"))
+    outputs = [
+        {"path": f"public/empty.{fmt}", "format": fmt, "title": "Nothing yet", "tags": ["none"]} for fmt in FORMATS
+    ]
+    config = write_config(tmp_path, [url], outputs=outputs, site_url="https://news.example.org/")
+    before = datetime.now(UTC).replace(microsecond=0)
+    assert run_cli("update", config=config).exit_code == 0
+    after = datetime.now(UTC)
+    paths = [tmp_path / "public" / f"empty.{fmt}" for fmt in FORMATS]
+    assert all(before <= feed_date(path) <= after for path in paths), [feed_date(path) for path in paths]
+    written = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in paths}
+
+    # later passes, while the outputs stay empty, leave them as they are: same bytes, same ETag
+    result = run_cli("publish", config=config)
+    assert result.stdout.splitlines() == [f"{path}: unchanged" for path in paths]
+    with Store.open(tmp_path / "aggregator.db") as store:
+        assert publish_outputs(load_config(config), store, after + timedelta(days=3)) == []
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in paths} == written
+
+    # a file an older release dated 1970-01-01 is dated again
+    atom = paths[0]
+    atom.write_bytes(atom.read_bytes().replace(rfc3339(feed_date(atom)).encode(), b"1970-01-01T00:00:00Z"))
+    assert run_cli("publish", config=config).stdout.splitlines()[0] == f"{atom}: written"
+    assert feed_date(atom) >= before
+
+
+# --- item 7: feed ids unique to the install ------------------------------------------------------------------
+
+
+def feed_ids(directory: Path) -> tuple[str, str]:
+    """The Atom feed id and the JSON Feed's `_aggregator.id` of an install's outputs."""
+    atom = etree.parse(directory / "public" / "feed.atom").getroot().findtext("{http://www.w3.org/2005/Atom}id")
+    data = json.loads((directory / "public" / "feed.json").read_bytes())
+    return atom, data["_aggregator"]["id"]
+
+
+def test_feed_ids_differ_between_installs_and_stay_across_runs(tmp_path: Path, feeds: FeedFiles) -> None:
+    url = feeds.serve("/wire.xml", rss("wire.example", "A story"))
+    outputs = [{"path": f"public/feed.{fmt}", "format": fmt, "title": "News"} for fmt in ("atom", "json")]
+    installs = [tmp_path / "one", tmp_path / "two"]
+    ids = []
+    for directory in installs:
+        directory.mkdir()
+        config = write_config(directory, [url], outputs=outputs)
+        assert run_cli("update", config=config).exit_code == 0
+        ids.append(feed_ids(directory))
+        feeds.serve("/wire.xml", rss("wire.example", "A story", "Another story"))  # the next run changes the feed
+        assert run_cli("update", config=config).exit_code == 0
+        assert run_cli("publish", config=config).exit_code == 0
+        assert feed_ids(directory) == ids[-1]  # stable: the install id is stored in the database
+        (install_id,) = query(directory / "aggregator.db", "SELECT value FROM meta WHERE key = 'install_id'")[0]
+        assert uuid.UUID(install_id).version == 4
+    (one_atom, one_json), (two_atom, two_json) = ids
+    assert all(feed_id.startswith("urn:uuid:") for feed_id in (one_atom, one_json, two_atom, two_json))
+    assert len({one_atom, one_json, two_atom, two_json}) == 4  # per install, and per output of an install
+
+
+def test_feed_ids_come_from_site_url_or_url_when_set(tmp_path: Path, feeds: FeedFiles) -> None:
+    url = feeds.serve("/wire.xml", rss("wire.example", "A story"))
+    outputs = [
+        {"path": "public/feed.atom", "format": "atom", "title": "News"},
+        {"path": "public/feed.json", "format": "json", "title": "News", "url": "https://cdn.example.net/n.json"},
+    ]
+    config = write_config(tmp_path, [url], outputs=outputs, site_url="https://news.example.org/world")
+    assert run_cli("update", config=config).exit_code == 0
+    assert feed_ids(tmp_path) == ("tag:news.example.org,2026:/world/feed.atom", "https://cdn.example.net/n.json")

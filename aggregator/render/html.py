@@ -74,7 +74,7 @@ def render_html(stories: Sequence[Story], meta: OutputMeta) -> bytes:
         for title, media_type, href in meta.alternates
         if _safe_href(href) and media_type != MEDIA_TYPE
     ]
-    updated = feed_updated(stories)
+    updated = feed_updated(stories, meta)
     page = (
         _environment()
         .get_template(TEMPLATE)

@@ -434,6 +434,11 @@ class Store:
             (story_id,),
         )
 
+    def install_id(self) -> str:
+        """The random id this store got when it was made (m010): what makes this install's output ids unique."""
+        (value,) = self.db.conn.execute("SELECT value FROM meta WHERE key = 'install_id'").fetchone()
+        return str(value)
+
     def count(self, table: str) -> int:
         """Rows in one of our tables."""
         if table not in ("feeds", "entries", "stories"):

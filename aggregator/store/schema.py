@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -195,6 +197,33 @@ def m007_source_hash(db: Database) -> None:
     """entries.source_hash: a digest of the entry as its feed sent it, so a pass over a changed feed does not
     normalize again the entries it repeats unchanged (issue 8)."""
     db.execute("ALTER TABLE entries ADD COLUMN source_hash TEXT")
+
+
+# m008 is the lead's (stories.latest, issue 16): it goes above this line, before m009, when the branches merge.
+
+
+@migrations()
+def m009_search_stemming(db: Database) -> None:
+    """Search matches the forms of a word (labour, labours, labouring) through FTS5's porter stemmer (issue 16)."""
+    # The tokenizer of an FTS5 table cannot change: it is built again, with the same columns, external content
+    # and ranking, from the entries. The triggers that keep it in step refer to it by name and stay. A store of
+    # 1,000,000 entries takes a few minutes once.
+    db.execute("DROP TABLE entries_fts")
+    db.execute("""
+        CREATE VIRTUAL TABLE entries_fts USING FTS5 (
+            title, summary_text,
+            tokenize='porter unicode61',
+            content="entries"
+        )""")
+    db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('rebuild')")
+    db.execute("INSERT INTO entries_fts (entries_fts, rank) VALUES ('rank', 'bm25(4.0, 1.0)')")
+
+
+@migrations()
+def m010_install_id(db: Database) -> None:
+    """A random id for this install, made once, so output feed ids differ from every other install's (issue 16)."""
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+    db.execute("INSERT INTO meta (key, value) VALUES ('install_id', ?)", (str(uuid.uuid4()),))
 
 
 SCHEMA_VERSION = len(migrations._migrations)
