@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import http.client as http_client
 import json
 import os
 import pty
@@ -219,3 +222,58 @@ def test_feed_ids_come_from_site_url_or_url_when_set(tmp_path: Path, feeds: Feed
     config = write_config(tmp_path, [url], outputs=outputs, site_url="https://news.example.org/world")
     assert run_cli("update", config=config).exit_code == 0
     assert feed_ids(tmp_path) == ("tag:news.example.org,2026:/world/feed.atom", "https://cdn.example.net/n.json")
+
+
+# --- item 8: outputs served gzipped ---------------------------------------------------------------------------
+
+
+def http(port: int, method: str, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    """One request to the service on 127.0.0.1, read as it comes off the wire (no decoding)."""
+    connection = http_client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, headers={"Accept-Encoding": "identity", **headers})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+def test_outputs_are_gzipped_for_clients_that_accept_it_with_their_own_etag(tmp_path: Path, feeds: FeedFiles) -> None:
+    titles = [f"Story number {i} about the economy, the weather and the world" for i in range(40)]
+    url = feeds.serve("/wire.xml", rss("wire.example", *titles))
+    config = write_config(tmp_path, [url])
+    assert run_cli("update", config=config).exit_code == 0
+    plain = (tmp_path / "public" / "feed.atom").read_bytes()
+    service = ServiceProcess(config, "--serve", "--port", "0")
+    try:
+        port = int(service.wait_for_line("serving on http://127.0.0.1:").split(":")[-1].split("/")[0])
+        path = "/feeds/feed.atom"
+        status, identity, body = http(port, "GET", path)
+        assert (status, body, identity.get("content-encoding")) == (200, plain, None)
+        assert identity["vary"] == "Accept-Encoding"
+
+        status, zipped, body = http(port, "GET", path, **{"Accept-Encoding": "gzip, deflate, br"})
+        assert (status, zipped["content-encoding"], zipped["vary"]) == (200, "gzip", "Accept-Encoding")
+        assert gzip.decompress(body) == plain and len(body) < len(plain) / 3
+        assert zipped["etag"] == '"' + hashlib.sha256(body).hexdigest()[:32] + '"' != identity["etag"]
+        assert http(port, "GET", path, **{"Accept-Encoding": "gzip;q=0, identity"})[2] == plain
+        assert http(port, "GET", path, **{"Accept-Encoding": "*"})[1]["content-encoding"] == "gzip"
+
+        # 304 for the representation the client has; the other one's ETag does not match
+        status, headers, body = http(port, "GET", path, **{"Accept-Encoding": "gzip", "If-None-Match": zipped["etag"]})
+        assert (status, body, headers["etag"], headers["vary"]) == (304, b"", zipped["etag"], "Accept-Encoding")
+        assert http(port, "GET", path, **{"If-None-Match": identity["etag"]})[0] == 304
+        status, headers, body = http(
+            port, "GET", path, **{"Accept-Encoding": "gzip", "If-None-Match": identity["etag"]}
+        )
+        assert (status, headers["etag"], gzip.decompress(body)) == (200, zipped["etag"], plain)
+
+        status, headers, body = http(port, "HEAD", path, **{"Accept-Encoding": "gzip"})
+        assert (status, body, headers["content-encoding"]) == (200, b"", "gzip")
+        assert (headers["content-length"], headers["etag"]) == (zipped["content-length"], zipped["etag"])
+        service.signal(signal.SIGTERM)
+        code, stderr = service.finish()
+        assert code == 0, stderr
+    finally:
+        if service.process.poll() is None:
+            service.kill()
