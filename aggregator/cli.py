@@ -620,12 +620,17 @@ def prune_command(obj: Context, keep_days: int | None, dry_run: bool, as_json: b
         return
     if as_json:
         data = {"pruned": not dry_run, "cutoff": format_time(result.cutoff), "entries": result.entries}
-        click.echo(json.dumps(dict(data, stories=result.stories, kept_stories=result.kept_stories)))
+        data.update(stories=result.stories, kept_stories=result.kept_stories, tombstones=result.tombstones)
+        click.echo(json.dumps(data))
         return
     verb = "would prune" if dry_run else "pruned"
+    forgot = "would forget" if dry_run else "forgot"
+    tombstones = f"; {forgot} {result.tombstones} tombstones of entries their feeds no longer list" * bool(
+        result.tombstones
+    )
     click.echo(
         f"{verb} {result.entries} entries in {result.stories} stories with no entry newer than "
-        f"{format_time(result.cutoff)}; kept {result.kept_stories} older stories that outputs still show"
+        f"{format_time(result.cutoff)}; kept {result.kept_stories} older stories that outputs still show{tombstones}"
     )
 
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
 import lxml.html
@@ -24,7 +24,7 @@ from test_service import ServiceProcess
 
 from aggregator.config import load_config
 from aggregator.render import rfc3339
-from aggregator.store import Store
+from aggregator.store import Store, format_time
 from aggregator.update import publish_outputs
 
 RSS = """<?xml version="1.0"?><rss version="2.0"><channel><title>{title}</title><link>https://{host}/</link>
@@ -274,6 +274,76 @@ def test_outputs_are_gzipped_for_clients_that_accept_it_with_their_own_etag(tmp_
         service.signal(signal.SIGTERM)
         code, stderr = service.finish()
         assert code == 0, stderr
+    finally:
+        if service.process.poll() is None:
+            service.kill()
+
+
+# --- item 12: tombstones expire, /health counts drift ---------------------------------------------------------
+
+
+def dated_rss(items: list[tuple[str, datetime]]) -> str:
+    """An RSS feed of (guid, published) items, each titled after its guid."""
+    body = "".join(
+        f"<item><guid>{guid}</guid><title>Report {guid}</title><link>https://local.example/{guid}</link>"
+        f"<pubDate>{format_datetime(published, usegmt=True)}</pubDate></item>"
+        for guid, published in items
+    )
+    return RSS.format(title="Local", host="local.example", items=body)
+
+
+def test_a_tombstone_is_forgotten_once_its_feed_no_longer_lists_the_entry(tmp_path: Path, feeds: FeedFiles) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    old, recent, fresh = ("old", now - timedelta(days=200)), ("recent", now - timedelta(hours=1)), ("fresh", now)
+    url = feeds.serve("/local.xml", dated_rss([recent, old]))
+    output = {"path": "public/feed.atom", "format": "atom", "title": "Local", "limit": 1}  # shows `recent` only
+    config = write_config(tmp_path, [url], outputs=[output], retention={"keep_days": 30})
+    db = tmp_path / "aggregator.db"
+    assert run_cli("update", config=config).exit_code == 0
+    assert run_cli("prune", config=config).exit_code == 0
+    assert query(db, "SELECT guid, listed FROM tombstones") == [("old", 1)]
+
+    def prune() -> dict[str, object]:
+        result = run_cli("prune", "--json", config=config)
+        assert result.exit_code == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+    # the feed still lists it: the tombstone stays, however old, and keeps the entry out
+    feeds.serve("/local.xml", dated_rss([fresh, recent, old]))
+    assert run_cli("update", config=config).exit_code == 0
+    query(db, "UPDATE tombstones SET pruned_at = '2026-01-01T00:00:00Z'")
+    assert prune()["tombstones"] == 0
+    assert query(db, "SELECT guid, listed FROM tombstones") == [("old", 1)]
+    assert query(db, "SELECT count(*) FROM entries WHERE guid = 'old'") == [(0,)]
+
+    # its feed dropped it: the tombstone goes, but not before the dedup window is over
+    feeds.serve("/local.xml", dated_rss([fresh, recent]))
+    assert run_cli("update", config=config).exit_code == 0
+    assert query(db, "SELECT guid, listed FROM tombstones") == [("old", 0)]
+    query(db, "UPDATE tombstones SET pruned_at = ?", (format_time(now - timedelta(hours=71)),))
+    assert prune()["tombstones"] == 0
+    query(db, "UPDATE tombstones SET pruned_at = ?", (format_time(now - timedelta(hours=73)),))
+    dry = run_cli("prune", "--dry-run", config=config)
+    assert dry.stdout.endswith("; would forget 1 tombstones of entries their feeds no longer list\n")
+    assert prune()["tombstones"] == 1
+    assert query(db, "SELECT count(*) FROM tombstones") == [(0,)]
+
+
+def test_health_counts_the_drift_of_first_fetches_too(tmp_path: Path, feeds: FeedFiles) -> None:
+    urls = [feeds.serve(f"/{name}.xml", rss(f"{name}.example", "A story")) for name in ("one", "two", "three")]
+    config = write_config(tmp_path, urls)
+    service = ServiceProcess(config, "--serve", "--port", "0")
+    try:
+        port = int(service.wait_for_line("serving on http://127.0.0.1:").split(":")[-1].split("/")[0])
+        service.wait_for_line("pass: 3 feeds")
+        status, _, body = http(port, "GET", "/health")
+        health = json.loads(body)
+        assert (status, health["fetches"]) == (200, 3)
+        drift = health["drift_seconds"]
+        assert drift["samples"] == 3, health
+        assert 0 <= drift["median"] <= drift["p99"]
+        service.signal(signal.SIGTERM)
+        assert service.finish()[0] == 0
     finally:
         if service.process.poll() is None:
             service.kill()

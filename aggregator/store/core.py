@@ -220,6 +220,7 @@ class Store:
             conn.executemany(UPDATE_ENTRY, changed_rows)
             # an undated entry keeps the dates it was first stored with: it is not news again for changing
             conn.executemany(UPDATE_UNDATED_ENTRY, [without_dates(row) for row in changed_undated])
+            self._mark_listed_tombstones(state.feed_id, buried)
             new_entries = self._known_entries(state.feed_id, [row[1] for row in new_rows])
             new_ids = tuple(new_entries.values())
             self._write_terms([(new_entries[guid][0], terms) for guid, terms in new_terms.items()] + changed_terms)
@@ -659,8 +660,17 @@ class Store:
             table.extend(feed_health_from_row(row, None) for row in rows if row[1] not in configured)
         return table
 
-    def prune(self, cutoff: datetime, keep: Iterable[int], now: datetime, *, dry_run: bool = False) -> PruneResult:
-        """Delete the stories (but `keep`) whose newest entry predates `cutoff`, leaving tombstones of entries."""
+    def prune(
+        self,
+        cutoff: datetime,
+        keep: Iterable[int],
+        now: datetime,
+        *,
+        dry_run: bool = False,
+        tombstones_before: datetime | None = None,
+    ) -> PruneResult:
+        """Delete the stories (but `keep`) whose newest entry predates `cutoff`, leaving tombstones of entries;
+        forget the tombstones made before `tombstones_before` whose feed's latest document no longer lists them."""
         stamp, limit = format_time(now), format_time(cutoff)
         # A story's age is its newest entry's date (published or updated), not when we fetched it: an
         # old article found in a newly added feed is old news.
@@ -682,7 +692,13 @@ class Store:
             conn.execute("DELETE FROM temp.prune_old WHERE id IN (SELECT id FROM temp.prune_keep)")
             (stories,) = conn.execute("SELECT count(*) FROM temp.prune_old").fetchone()
             (entries,) = conn.execute(f"SELECT count(*) FROM entries WHERE {doomed}", (limit,)).fetchone()
+            forgotten = "NOT listed AND pruned_at < ?"
+            forget_before = format_time(tombstones_before) if tombstones_before is not None else ""
+            (tombstones,) = conn.execute(
+                f"SELECT count(*) FROM tombstones WHERE {forgotten}", (forget_before,)
+            ).fetchone()
             if not dry_run:
+                conn.execute(f"DELETE FROM tombstones WHERE {forgotten}", (forget_before,))
                 conn.execute(
                     f"""INSERT OR IGNORE INTO tombstones (feed_id, guid, content_hash, pruned_at)
                         SELECT feed_id, guid, content_hash, ? FROM entries WHERE {doomed}""",
@@ -692,7 +708,17 @@ class Store:
                 conn.execute("DELETE FROM stories WHERE id IN (SELECT id FROM temp.prune_old)")
             conn.execute("DELETE FROM temp.prune_keep")
             conn.execute("DELETE FROM temp.prune_old")
-        return PruneResult(cutoff=cutoff, entries=entries, stories=stories, kept_stories=kept, dry_run=dry_run)
+        return PruneResult(
+            cutoff=cutoff, entries=entries, stories=stories, kept_stories=kept, dry_run=dry_run, tombstones=tombstones
+        )
+
+    def _mark_listed_tombstones(self, feed_id: int, listed: set[str]) -> None:
+        """Of a feed's tombstones, mark those its new document lists; prune may forget the others."""
+        conn = self.db.conn
+        conn.execute("UPDATE tombstones SET listed = 0 WHERE feed_id = ? AND listed", (feed_id,))
+        conn.executemany(
+            "UPDATE tombstones SET listed = 1 WHERE feed_id = ? AND guid = ?", ((feed_id, g) for g in listed)
+        )
 
     def _tombstoned(self, feed_id: int, guids: Sequence[str]) -> set[str]:
         found: set[str] = set()

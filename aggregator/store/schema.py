@@ -226,4 +226,11 @@ def m010_install_id(db: Database) -> None:
     db.execute("INSERT INTO meta (key, value) VALUES ('install_id', ?)", (str(uuid.uuid4()),))
 
 
+@migrations()
+def m011_tombstones_listed(db: Database) -> None:
+    """tombstones.listed: whether the feed's latest document still lists the pruned entry; prune forgets a
+    tombstone its feed no longer lists (issue 16)."""
+    db.execute("ALTER TABLE tombstones ADD COLUMN listed INTEGER NOT NULL DEFAULT 1")
+
+
 SCHEMA_VERSION = len(migrations._migrations)
