@@ -630,9 +630,11 @@ class Service:
                 return None
         if result is not None:
             log.info(
-                "pruned %d entries and %d stories older than %s (%d old stories kept: an output shows them)",
-                result.entries, result.stories, format_time(result.cutoff), result.kept_stories,
-                extra={"event": "prune", "entries": result.entries, "stories": result.stories},
+                "pruned %d entries and %d stories older than %s (%d old stories kept: an output shows them); "
+                "forgot %d tombstones their feeds no longer list",
+                result.entries, result.stories, format_time(result.cutoff), result.kept_stories, result.tombstones,
+                extra={"event": "prune", "entries": result.entries, "stories": result.stories,
+                       "tombstones": result.tombstones},
             )  # fmt: skip
         return result
 
