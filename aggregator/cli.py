@@ -437,12 +437,19 @@ def search_command(
                 raise QueryError(f"--tag: no feed has the tag {', '.join(tags)}")
             feed_ids = tagged if feed_ids is None else feed_ids & tagged
         results = store.search(query, limit=limit, since=since, feed_ids=feed_ids)
+        suggestion = store.did_you_mean(query) if not results else None
+        if suggestion and not store.search(suggestion, limit=1, since=since, feed_ids=feed_ids):
+            suggestion = None  # its words are known, but not together or not in these feeds
     if as_json:
         click.echo(json.dumps([_result_json(result) for result in results], indent=2, ensure_ascii=False))
+        if suggestion:
+            click.echo(f"did you mean {suggestion!r}?", err=True)
         return
     console = Console(highlight=False, soft_wrap=True)
     if not results:
         console.print(f"no stories match {query!r}", markup=False)
+        if suggestion:
+            console.print(f"did you mean {suggestion!r}?", markup=False)
         return
     terminal = console.is_terminal and console.color_system is not None  # NO_COLOR: [brackets] mark hits
     for number, result in enumerate(results, 1):

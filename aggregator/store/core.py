@@ -14,7 +14,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from ..config import OutputConfig
-from ..errors import StoreError
+from ..errors import QueryError, StoreError
 from ..models import (
     DedupItem,
     Entry,
@@ -55,8 +55,10 @@ from .search import (
     SNIPPET_TOKENS,
     STORIES_BY_ID,
     check_fts_query,
+    did_you_mean,
     query_error,
     search_match,
+    with_spelling_variants,
 )
 from .stories import StoryWriter
 
@@ -572,8 +574,12 @@ class Store:
         since: datetime | None = None,
         feed_ids: Iterable[int] | None = None,
     ) -> list[SearchResult]:
-        """Full-text search (FTS5 syntax) over entry titles and summaries, best first, grouped by story."""
+        """Full-text search (FTS5 syntax) over entry titles and summaries, best first, grouped by story.
+
+        Each word is also searched in its other spelling (`labour` finds `labor`, see search.py).
+        """
         check_fts_query(query)
+        typed, query = query, with_spelling_variants(query)
         where: list[str] = ["entries_fts MATCH ?"]
         params: list[Any] = [query]
         if since is not None:
@@ -586,12 +592,14 @@ class Store:
         # Rank first, highlight after: snippet() for every match of a common word would cost more than the
         # ranking itself. Several entries of one story may rank high, so take more hits than stories.
         hit_limit = min(limit * HITS_PER_STORY, MAX_HITS)
-        hits = self._fts_rows(
-            f"""SELECT e.id, e.story_id, entries_fts.rank AS rank FROM entries_fts
-                JOIN entries e ON e.id = entries_fts.rowid
-                WHERE {" AND ".join(where)} ORDER BY entries_fts.rank LIMIT ?""",
-            [*params, hit_limit],
-        )
+        ranked = f"""SELECT e.id, e.story_id, entries_fts.rank AS rank FROM entries_fts
+                     JOIN entries e ON e.id = entries_fts.rowid
+                     WHERE {" AND ".join(where)} ORDER BY entries_fts.rank LIMIT ?"""
+        try:
+            hits = self._fts_rows(ranked, [*params, hit_limit])
+        except QueryError:
+            self._fts_rows(ranked, [typed, *params[1:], hit_limit])  # the error in the query as typed
+            raise
         groups: dict[tuple[str, int], list[tuple[int, float]]] = {}
         for entry_id, story_id, rank in hits:
             key = ("story", story_id) if story_id is not None else ("entry", entry_id)
@@ -635,6 +643,14 @@ class Store:
                 )
             )
         return results
+
+    def did_you_mean(self, query: str) -> str | None:
+        """For a query that found nothing: the same query with each word the index does not know replaced by
+        the closest one it does (`goverment` -> `government`), or None."""
+        try:
+            return did_you_mean(self.db.conn, query)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: {e}") from e
 
     def _fts_rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
