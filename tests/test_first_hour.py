@@ -347,3 +347,25 @@ def test_health_counts_the_drift_of_first_fetches_too(tmp_path: Path, feeds: Fee
     finally:
         if service.process.poll() is None:
             service.kill()
+
+
+# --- item 13: tests of real-world data say whether they ran ---------------------------------------------------
+
+
+def test_the_summary_says_which_tests_of_real_world_data_ran_and_ci_requires_them(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/test_parse.py", "-k", "real_capture"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
+    env["AGGREGATOR_SHARED_DATA"] = str(tmp_path / "absent")
+    skipped = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert skipped.returncode == 0, skipped.stdout
+    assert "0 ran, 1 did not (no data)" in skipped.stdout
+    assert "SKIPPED tests/test_parse.py::test_every_real_capture_parses: no data" in skipped.stdout
+
+    env["AGGREGATOR_REQUIRE_SHARED_DATA"] = "1"
+    required = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert required.returncode == 1, required.stdout
+    assert "FAILED (AGGREGATOR_REQUIRE_SHARED_DATA=1) tests/test_parse.py::test_every_real_capture_parses" in (
+        required.stdout
+    )
+    assert "export AGGREGATOR_REQUIRE_SHARED_DATA=1\n" in (repo / ".ci" / "run").read_text()

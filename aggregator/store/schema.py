@@ -206,8 +206,8 @@ def m007_source_hash(db: Database) -> None:
 def m009_search_stemming(db: Database) -> None:
     """Search matches the forms of a word (labour, labours, labouring) through FTS5's porter stemmer (issue 16)."""
     # The tokenizer of an FTS5 table cannot change: it is built again, with the same columns, external content
-    # and ranking, from the entries. The triggers that keep it in step refer to it by name and stay. A store of
-    # 1,000,000 entries takes a few minutes once.
+    # and ranking, from the entries. The triggers that keep it in step refer to it by name and stay.
+    # 1,000,000 entries takes about a minute, once.
     db.execute("DROP TABLE entries_fts")
     db.execute("""
         CREATE VIRTUAL TABLE entries_fts USING FTS5 (
