@@ -522,11 +522,16 @@ def _result_json(result: SearchResult) -> dict[str, Any]:
 def add_command(
     obj: Context, url: str, title: str | None, tags: tuple[str, ...], as_json: bool, allow_private: bool
 ) -> None:
-    """Subscribe to a feed, or to the feed a web page advertises; the feed must parse before it is added."""
-    config = obj.config()
+    """Subscribe to a feed, or to the feed a web page advertises; the feed must parse before it is added.
+
+    Without a feeds.yaml, one is started (one Atom output) once the feed is found.
+    """
+    from .subscriptions import add_feeds, discover_feed, load_or_start  # ruamel.yaml, the parsers: these commands
+
+    created = not Path(obj.config_path).exists()
+    config = load_or_start(obj.config_path)
     if url in {feed.url for feed in config.feeds}:
         raise QueryError(f"{url} is already in {obj.config_path}")
-    from .subscriptions import add_feeds, discover_feed  # ruamel.yaml and the parsers: only these commands
 
     found = asyncio.run(
         discover_feed(
@@ -540,6 +545,8 @@ def add_command(
         click.echo(json.dumps(dict(data, entries=found.entries, found=found.how), indent=2, ensure_ascii=False))
         return
     name = source.title or found.title or "untitled"
+    if created:
+        click.echo(f"created {obj.config_path}: database aggregator.db, output public/feed.atom (see README)")
     click.echo(f"added {found.url} ({name}; {found.entries} entries; {found.how}) to {obj.config_path}")
 
 
@@ -578,12 +585,15 @@ def import_opml_command(obj: Context, file: str, as_json: bool, allow_private: b
     """Add the feeds of an OPML file (folders become tags); feeds already subscribed are skipped."""
     from .subscriptions import import_opml
 
+    created = not Path(obj.config_path).exists()
     result = import_opml(obj.config_path, file, allow_private=allow_private)
     if as_json:
         added = [{"url": f.url, "title": f.title, "tags": list(f.tags)} for f in result.added]
         skipped = [{"url": url, "reason": reason} for url, reason in result.skipped]
         click.echo(json.dumps({"added": added, "skipped": skipped}, indent=2, ensure_ascii=False))
         return
+    if created and Path(obj.config_path).exists():
+        click.echo(f"created {obj.config_path}: database aggregator.db, output public/feed.atom (see README)")
     click.echo(f"added {len(result.added)} feed{'s' * (len(result.added) != 1)} to {obj.config_path}")
     for feed in result.added:
         click.echo(f"  + {feed.url}" + (f" [{', '.join(feed.tags)}]" if feed.tags else ""))

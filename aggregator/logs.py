@@ -119,6 +119,14 @@ def _with_repeats(first: logging.LogRecord, repeats: int, period: float) -> logg
     return record
 
 
+def _uvicorn_by_name(record: logging.LogRecord) -> bool:
+    """uvicorn logs its start and stop on the logger `uvicorn.error`, at INFO: shown as `uvicorn`, so that a
+    reader (or a log shipper's alert) does not take "Started server process" for an error."""
+    if record.name == "uvicorn.error":
+        record.name = "uvicorn"
+    return True
+
+
 def configure_logging(level: str = "info", fmt: str = "text") -> None:
     """Log to stderr at `level`, as text lines or (fmt="json") one JSON object per line; repeats collapsed."""
     handler = logging.StreamHandler(sys.stderr)
@@ -126,6 +134,7 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_uvicorn_by_name)
     handler.addFilter(RepeatFilter(handler.handle))
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -39,11 +39,13 @@ from .parse import advertised_feeds, parse_feed
 
 __all__ = [
     "COMMON_FEED_PATHS",
+    "STARTER_CONFIG",
     "Discovery",
     "OpmlImport",
     "add_feeds",
     "discover_feed",
     "import_opml",
+    "load_or_start",
     "remove_feed",
 ]
 
@@ -226,7 +228,28 @@ def _private_reason(problem: str, config: Config) -> str:
     return f"its host is {problem}; use --allow-private to import it"
 
 
+# The feeds.yaml `add` and `import-opml` start when there is none: a newcomer's first command is often `add`.
+STARTER_CONFIG = """\
+# Made by `aggregator add`. Every key is described in README.md (Configuration).
+database: aggregator.db        # relative to this file
+
+outputs:
+  - path: public/feed.atom     # written after every pass
+    format: atom               # atom, rss, json, html, opml
+    title: Aggregated news
+
+feeds: []
+"""
+
+
+def load_or_start(config_path: str | Path) -> Config:
+    """The config at `config_path`, or, when there is no file, the one `add` would start (not written yet)."""
+    return _read(Path(config_path))[1]
+
+
 def _read(path: Path) -> tuple[str, Config]:
+    if not path.exists() and not path.is_symlink():
+        return STARTER_CONFIG, parse_config_text(STARTER_CONFIG, path)
     config = load_config(path)  # the file must be valid before we touch it
     with path.open(encoding="utf-8", newline="") as file:
         return file.read(), config
@@ -417,6 +440,7 @@ def _write_atomically(path: Path, text: str) -> None:
     """Replace the file (the target of a symlink) via a temporary file in its folder and a rename."""
     target = path.resolve()
     try:
-        replace_file(target, text.encode("utf-8"), mode=target.stat().st_mode & 0o7777)
+        mode = target.stat().st_mode & 0o7777 if target.exists() else 0o644
+        replace_file(target, text.encode("utf-8"), mode=mode)
     except OSError as e:
         raise ConfigError(f"{path}: cannot write: {e.strerror or e}") from e

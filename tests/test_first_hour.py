@@ -85,7 +85,7 @@ def test_json_log_lines_carry_no_colour_codes(tmp_path: Path) -> None:
             service.kill()
     assert code == 0, stderr
     records = [json.loads(line) for line in stderr.splitlines()]
-    started = [r for r in records if r["logger"] == "uvicorn.error" and r["message"].startswith("Started server")]
+    started = [r for r in records if r["logger"] == "uvicorn" and r["message"].startswith("Started server")]
     assert started, stderr  # uvicorn's line, which carries a `color_message` with ANSI codes
     assert all("color_message" not in record for record in records)
     assert "\x1b" not in stderr and "\\u001b" not in stderr
@@ -369,3 +369,42 @@ def test_the_summary_says_which_tests_of_real_world_data_ran_and_ci_requires_the
         required.stdout
     )
     assert "export AGGREGATOR_REQUIRE_SHARED_DATA=1\n" in (repo / ".ci" / "run").read_text()
+
+
+# --- one step beyond: a newcomer's first command is `add`, in an empty folder ---------------------------------
+
+
+def test_add_in_an_empty_folder_starts_a_feeds_yaml_once_the_feed_is_found(tmp_path: Path, feeds: FeedFiles) -> None:
+    config = tmp_path / "feeds.yaml"
+    missing = run_cli("add", "--allow-private", feeds.server.url_for("/nothing.xml"), config=config)
+    assert missing.exit_code == 1 and not config.exists()  # no feed, no file
+    url = feeds.serve("/wire.xml", rss("wire.example", "A story"))
+    result = run_cli("add", "--allow-private", url, "--tag", "world", config=config)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"created {config}: database aggregator.db, output public/feed.atom (see README)",
+        f"added {url} (wire.example; 1 entries; the URL is a feed) to {config}",
+    ]
+    assert load_config(config).sources()[0].tags == ("world",)
+    assert run_cli("update", config=config).exit_code == 0
+    assert b"A story" in (tmp_path / "public" / "feed.atom").read_bytes()
+    again = run_cli("add", "--allow-private", feeds.serve("/two.xml", rss("two.example", "B")), config=config)
+    assert again.stdout.startswith("added ")  # the file exists now: nothing is created again
+
+
+def test_import_opml_in_an_empty_folder_starts_a_feeds_yaml(tmp_path: Path) -> None:
+    opml = tmp_path / "list.opml"
+    opml.write_text(
+        '<opml version="2.0"><body><outline text="world"><outline type="rss" text="A" '
+        'xmlUrl="https://a.example/rss"/></outline></body></opml>',
+        encoding="utf-8",
+    )
+    config = tmp_path / "feeds.yaml"
+    result = run_cli("import-opml", str(opml), config=config)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[:2] == [
+        f"created {config}: database aggregator.db, output public/feed.atom (see README)",
+        f"added 1 feed to {config}",
+    ]
+    (source,) = load_config(config).sources()
+    assert (source.url, source.title, source.tags) == ("https://a.example/rss", "A", ("world",))
