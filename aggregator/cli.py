@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
+from rich import console as rich_console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -64,6 +65,15 @@ def _json(data: object) -> str:
     """JSON for --json: non-ASCII kept as is, but C1 controls and bidi overrides escaped as `\\uXXXX`."""
     text = json.dumps(data, indent=2, ensure_ascii=False)
     return _RAW_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+def Console(**options: Any) -> rich_console.Console:
+    """rich's Console, with no style at all under NO_COLOR (https://no-color.org).
+
+    rich itself drops only the colours there and keeps bold and reverse video; without a colour system it
+    writes no escape codes.
+    """
+    return rich_console.Console(color_system=None if os.environ.get("NO_COLOR") else "auto", **options)
 
 
 class Context:
@@ -457,14 +467,21 @@ def search_command(
                 raise QueryError(f"--tag: no feed has the tag {', '.join(tags)}")
             feed_ids = tagged if feed_ids is None else feed_ids & tagged
         results = store.search(query, limit=limit, since=since, feed_ids=feed_ids)
+        suggestion = store.did_you_mean(query) if not results else None
+        if suggestion and not store.search(suggestion, limit=1, since=since, feed_ids=feed_ids):
+            suggestion = None  # its words are known, but not together or not in these feeds
     if as_json:
         click.echo(_json([_result_json(result) for result in results]))
+        if suggestion:
+            click.echo(_printable(f"did you mean {suggestion!r}?"), err=True)
         return
     console = Console(highlight=False, soft_wrap=True)
     if not results:
         console.print(_cell(f"no stories match {query!r}"))
+        if suggestion:
+            console.print(_cell(f"did you mean {suggestion!r}?"))
         return
-    terminal = console.is_terminal
+    terminal = console.is_terminal and console.color_system is not None  # NO_COLOR: [brackets] mark hits
     for number, result in enumerate(results, 1):
         outlets = f"{result.feed_count} outlet{'s' * (result.feed_count != 1)}"
         console.print(Text(_printable(f"{number}. {result.title}  ({outlets}, {_time(result.published)})"), "bold"))
@@ -535,14 +552,22 @@ def _result_json(result: SearchResult) -> dict[str, Any]:
 def add_command(
     obj: Context, url: str, title: str | None, tags: tuple[str, ...], as_json: bool, allow_private: bool
 ) -> None:
-    """Subscribe to a feed, or to the feed a web page advertises; the feed must parse before it is added."""
-    config = obj.config()
+    """Subscribe to a feed, or to the feed a web page advertises; the feed must parse before it is added.
+
+    Without a feeds.yaml, one is started (one Atom output) once the feed is found.
+    """
+    from .subscriptions import add_feeds, discover_feed, load_or_start  # ruamel.yaml, the parsers: these commands
+
+    created = not Path(obj.config_path).exists()
+    config = load_or_start(obj.config_path)
     if url in {feed.url for feed in config.feeds}:
         raise QueryError(f"{url} is already in {obj.config_path}")
-    from .subscriptions import add_feeds, discover_feed  # ruamel.yaml and the parsers: only these commands
 
-    private = allow_private and config.allow_private_addresses  # feeds.yaml's false wins over the option
-    found = asyncio.run(discover_feed(url, config.fetch, allow_private_addresses=private))
+    found = asyncio.run(
+        discover_feed(
+            url, config.fetch, allow_private=allow_private, allow_private_addresses=config.allow_private_addresses
+        )
+    )
     source = FeedSource(url=found.url, title=title or None, tags=tuple(dict.fromkeys(tags)))
     add_feeds(obj.config_path, [source])
     if as_json:
@@ -550,6 +575,10 @@ def add_command(
         click.echo(_json(dict(data, entries=found.entries, found=found.how)))
         return
     name = source.title or found.title or "untitled"
+    if created:
+        click.echo(
+            _printable(f"created {obj.config_path}: database aggregator.db, output public/feed.atom (see README)")
+        )
     click.echo(_printable(f"added {found.url} ({name}; {found.entries} entries; {found.how}) to {obj.config_path}"))
 
 
@@ -588,12 +617,17 @@ def import_opml_command(obj: Context, file: str, as_json: bool, allow_private: b
     """Add the feeds of an OPML file (folders become tags); feeds already subscribed are skipped."""
     from .subscriptions import import_opml
 
+    created = not Path(obj.config_path).exists()
     result = import_opml(obj.config_path, file, allow_private=allow_private)
     if as_json:
         added = [{"url": f.url, "title": f.title, "tags": list(f.tags)} for f in result.added]
         skipped = [{"url": url, "reason": reason} for url, reason in result.skipped]
         click.echo(_json({"added": added, "skipped": skipped}))
         return
+    if created and Path(obj.config_path).exists():
+        click.echo(
+            _printable(f"created {obj.config_path}: database aggregator.db, output public/feed.atom (see README)")
+        )
     click.echo(_printable(f"added {len(result.added)} feed{'s' * (len(result.added) != 1)} to {obj.config_path}"))
     for feed in result.added:
         click.echo(_printable(f"  + {feed.url}" + (f" [{', '.join(feed.tags)}]" if feed.tags else "")))
@@ -637,12 +671,17 @@ def prune_command(obj: Context, keep_days: int | None, dry_run: bool, as_json: b
         return
     if as_json:
         data = {"pruned": not dry_run, "cutoff": format_time(result.cutoff), "entries": result.entries}
-        click.echo(json.dumps(dict(data, stories=result.stories, kept_stories=result.kept_stories)))
+        data.update(stories=result.stories, kept_stories=result.kept_stories, tombstones=result.tombstones)
+        click.echo(json.dumps(data))
         return
     verb = "would prune" if dry_run else "pruned"
+    forgot = "would forget" if dry_run else "forgot"
+    tombstones = f"; {forgot} {result.tombstones} tombstones of entries their feeds no longer list" * bool(
+        result.tombstones
+    )
     click.echo(
         f"{verb} {result.entries} entries in {result.stories} stories with no entry newer than "
-        f"{format_time(result.cutoff)}; kept {result.kept_stories} older stories that outputs still show"
+        f"{format_time(result.cutoff)}; kept {result.kept_stories} older stories that outputs still show{tombstones}"
     )
 
 

@@ -318,7 +318,8 @@ def load_config(path: str | os.PathLike[str], database: str | None = None) -> Co
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        # a newcomer's first `aggregator update` in an empty folder: say how to start one
+        raise ConfigError(f"{path}: file not found (`aggregator add URL` starts one; --config names another)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from e
     return parse_config_text(text, path, database)

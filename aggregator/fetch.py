@@ -69,7 +69,8 @@ class Fetcher:
     """Fetches feeds with bounded concurrency overall and per host; use as an async context manager.
 
     `allow_private_addresses` has no default, so no caller can forget it: the config's setting for the feeds
-    of feeds.yaml, False for a URL someone typed (`aggregator add`) unless they said otherwise.
+    of feeds.yaml, False for a URL someone typed (`aggregator add`) unless they said otherwise. `refusal_hint`
+    ends the line of a fetch refused for that: what the user can do about it (`add` names --allow-private).
     """
 
     def __init__(
@@ -78,9 +79,11 @@ class Fetcher:
         transport: httpx.AsyncBaseTransport | None = None,
         *,
         allow_private_addresses: bool,
+        refusal_hint: str = "and allow_private_addresses is false",
     ) -> None:
         self.settings = settings
         self.allow_private_addresses = allow_private_addresses
+        self.refusal_hint = refusal_hint
         if transport is None:
             _warn_about_proxies()
             self._public = self._client(_guarded_transport(settings, private_ok=False))
@@ -202,7 +205,7 @@ class Fetcher:
     def _refusal(self, refused: _Refused, redirect: str | None, own_host: str | None) -> str:
         where = f"redirect to {redirect[:200]}: " if redirect else ""
         if not self.allow_private_addresses:
-            return f"refused: {where}{refused.what}, and allow_private_addresses is false"
+            return f"refused: {where}{refused.what}, {self.refusal_hint}"
         return f"refused: {where}{refused.what}; only the feed's own host ({own_host}) may be on a private network"
 
     async def _finish(

@@ -23,7 +23,14 @@ REPEAT_PERIOD = 60.0
 # Distinct lines remembered at once; past it the oldest is forgotten (its count reported), bounding memory.
 _MAX_REMEMBERED = 10_000
 
-_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+# Attributes of every LogRecord, and those a library adds that are not fields for a log shipper: uvicorn's
+# `color_message` repeats the message with ANSI colour codes for its own terminal formatter.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -112,6 +119,14 @@ def _with_repeats(first: logging.LogRecord, repeats: int, period: float) -> logg
     return record
 
 
+def _uvicorn_by_name(record: logging.LogRecord) -> bool:
+    """uvicorn logs its start and stop on the logger `uvicorn.error`, at INFO: shown as `uvicorn`, so that a
+    reader (or a log shipper's alert) does not take "Started server process" for an error."""
+    if record.name == "uvicorn.error":
+        record.name = "uvicorn"
+    return True
+
+
 def configure_logging(level: str = "info", fmt: str = "text") -> None:
     """Log to stderr at `level`, as text lines or (fmt="json") one JSON object per line; repeats collapsed."""
     handler = logging.StreamHandler(sys.stderr)
@@ -119,6 +134,7 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_uvicorn_by_name)
     handler.addFilter(RepeatFilter(handler.handle))
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -305,3 +305,6 @@ class OutputMeta:
     description: str | None = None
     # (title, media type, href) of the other outputs, for HTML autodiscovery links
     alternates: tuple[tuple[str, str, str], ...] = ()
+    # The time of the pass that writes the output: the `updated` of an output with no story. One with stories
+    # is dated by its newest story, so that an unchanged store gives the same bytes.
+    pass_time: datetime | None = None

@@ -8,9 +8,9 @@ network is touched, and libxml2's default depth limit (256, `huge_tree=False`) s
 without `xmlUrl`) become tags, as do the `category` attribute's entries; a feed listed twice is kept once
 and the repeat reported.
 
-Writing keeps the config's order and gives the same bytes for the same feeds (no dates), so the output can
-be diffed and served with a stable ETag. `opml_document` is the one OPML writer; the `opml` output format
-calls it too.
+Writing groups the feeds in one folder per first tag (in the config's order otherwise) and gives the same
+bytes for the same feeds (no dates), so the output can be diffed and served with a stable ETag.
+`opml_document` is the one OPML writer; the `opml` output format calls it too.
 """
 
 from __future__ import annotations
@@ -169,23 +169,24 @@ def _outlines(body: etree._Element, source: str) -> Iterator[tuple[etree._Elemen
 
 
 def opml_document(feeds: Sequence[FeedSource], title: str) -> bytes:
-    """An OPML 2.0 subscription list: consecutive feeds sharing a first tag go in a folder of that name."""
+    """An OPML 2.0 subscription list: every feed in the folder named by its first tag, one folder per tag.
+
+    A folder stands where its first feed is in the config and holds its feeds in config order; untagged feeds
+    stay where they are, outside any folder.
+    """
     root = etree.Element("opml", version="2.0")
     head = etree.SubElement(root, "head")
     etree.SubElement(head, "title").text = _clean(title)
     etree.SubElement(head, "docs").text = OPML_DOCS
     body = etree.SubElement(root, "body")
-    folder: etree._Element | None = None
-    folder_tag: str | None = None
+    folders: dict[str, etree._Element] = {}
     for feed in feeds:
-        first = feed.tags[0] if feed.tags else None
-        if first is None:
-            parent, folder, folder_tag = body, None, None
-        elif folder is not None and first == folder_tag:
-            parent = folder
-        else:
-            folder = etree.SubElement(body, "outline", text=_clean(first), title=_clean(first))
-            parent, folder_tag = folder, first
+        parent = body
+        if feed.tags:
+            name = _clean(feed.tags[0])
+            if name not in folders:
+                folders[name] = etree.SubElement(body, "outline", text=name, title=name)
+            parent = folders[name]
         outline = etree.SubElement(parent, "outline", type="rss", text=_clean(feed.title or feed.url))
         if feed.title:
             outline.set("title", _clean(feed.title))

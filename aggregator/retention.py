@@ -5,8 +5,10 @@ article found in a newly added feed is pruned at the next prune; nothing inside 
 since a story there may still gain sources.
 
 Pruned entries leave a tombstone (feed, guid, content hash) in the store, so a feed that still lists an old
-entry does not bring it back on the next fetch (reader has this gap: deleted entries return). Tombstones are
-kept for good; they are a few dozen bytes each.
+entry does not bring it back on the next fetch (reader has this gap: deleted entries return). A tombstone is
+needed only while its feed lists the entry: each new document of the feed marks the tombstones it lists
+(`tombstones.listed`), and prune forgets the others once they are older than the dedup window (a feed that
+rotates entries in and out of its document does not bring one back at once).
 """
 
 from __future__ import annotations
@@ -31,5 +33,7 @@ def prune_store(
     days = keep_days if keep_days is not None else config.retention.keep_days
     if days is None:
         return None
-    keep_for = max(timedelta(days=days), timedelta(hours=config.dedup.window_hours))
-    return store.prune(now - keep_for, shown_story_ids(config, store, now), now, dry_run=dry_run)
+    window = timedelta(hours=config.dedup.window_hours)
+    keep_for = max(timedelta(days=days), window)
+    shown = shown_story_ids(config, store, now)
+    return store.prune(now - keep_for, shown, now, dry_run=dry_run, tombstones_before=now - window)

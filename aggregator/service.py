@@ -448,7 +448,7 @@ class Service:
                 feeds=[state for state, _ in batch],
                 fetcher=fetcher,
                 transport=self._transport,
-                on_result=lambda state, result, outcome: self._after_fetch(schedules, state, result, outcome),
+                on_result=lambda state, result, outcome: self._after_fetch(schedules, state, result, outcome, now),
                 finish=False,
             )
         except Exception:
@@ -480,17 +480,27 @@ class Service:
 
     @_scheduling
     def _after_fetch(
-        self, schedules: dict[int, FeedSchedule], state: FeedState, result: FetchResult, outcome: FeedOutcome
+        self,
+        schedules: dict[int, FeedSchedule],
+        state: FeedState,
+        result: FetchResult,
+        outcome: FeedOutcome,
+        taken_at: datetime,
     ) -> None:
-        """Plan and store the next fetch of one feed, right after the feed itself was stored."""
+        """Plan and store the next fetch of one feed, right after the feed itself was stored.
+
+        `taken_at` is when the clock found the feed due: the planned time of a feed never fetched before (it is
+        due at once), so its first fetch counts in the drift too; a service that ran for a minute reported no
+        drift at all before (issue 16).
+        """
         now = self._clock()
         schedule = schedules[state.feed_id]
         policy = self._policies.get(state.feed_id) or Policy.from_config(self.config)
         self._fetches += 1
         self._unpublished |= bool(outcome.new or outcome.updated)
-        if schedule.next_fetch_at is not None:
-            started = now.timestamp() - result.elapsed_ms / 1000
-            self._drift.append(started - schedule.next_fetch_at.timestamp())
+        planned = schedule.next_fetch_at or taken_at
+        started = now.timestamp() - result.elapsed_ms / 1000
+        self._drift.append(started - planned.timestamp())
         try:
             plan, moved = record_next_fetch(self.store, schedule, result, outcome, policy, now, self._rng)
         except Exception as e:
@@ -620,9 +630,11 @@ class Service:
                 return None
         if result is not None:
             log.info(
-                "pruned %d entries and %d stories older than %s (%d old stories kept: an output shows them)",
-                result.entries, result.stories, format_time(result.cutoff), result.kept_stories,
-                extra={"event": "prune", "entries": result.entries, "stories": result.stories},
+                "pruned %d entries and %d stories older than %s (%d old stories kept: an output shows them); "
+                "forgot %d tombstones their feeds no longer list",
+                result.entries, result.stories, format_time(result.cutoff), result.kept_stories, result.tombstones,
+                extra={"event": "prune", "entries": result.entries, "stories": result.stories,
+                       "tombstones": result.tombstones},
             )  # fmt: skip
         return result
 

@@ -39,11 +39,13 @@ from .parse import advertised_feeds, parse_feed
 
 __all__ = [
     "COMMON_FEED_PATHS",
+    "STARTER_CONFIG",
     "Discovery",
     "OpmlImport",
     "add_feeds",
     "discover_feed",
     "import_opml",
+    "load_or_start",
     "remove_feed",
 ]
 
@@ -78,16 +80,23 @@ async def discover_feed(
     settings: FetchSettings,
     transport: httpx.AsyncBaseTransport | None = None,
     *,
-    allow_private_addresses: bool = False,
+    allow_private: bool = False,
+    allow_private_addresses: bool = True,
 ) -> Discovery:
     """Find the feed behind `url` (a feed or a web page) and check it parses; FeedError when there is none.
 
-    Private and loopback addresses are refused unless allowed: a URL typed at the terminal should not make
-    the aggregator probe the local network. Allowed, they are still reached only at the host of `url`: a page
-    cannot send us to a feed on another host of the local network.
+    Private and loopback addresses are refused unless `allow_private` (the user's --allow-private): a URL
+    typed at the terminal should not make the aggregator probe the local network; feeds.yaml's
+    `allow_private_addresses: false` refuses them even then. Allowed, they are still reached only at the host
+    of `url`: a page cannot send us to a feed on another host of the local network. A refusal names the fix.
     """
     _check_url(url)
-    async with Fetcher(settings, transport, allow_private_addresses=allow_private_addresses) as fetcher:
+    allowed = allow_private and allow_private_addresses
+    if allow_private_addresses:
+        hint = f"which `aggregator add` reaches only when asked: aggregator add --allow-private {url}"
+    else:
+        hint = "and allow_private_addresses is false in feeds.yaml (--allow-private does not override it)"
+    async with Fetcher(settings, transport, allow_private_addresses=allowed, refusal_hint=hint) as fetcher:
         page = await fetcher.fetch(FeedState(feed_id=0, url=url))
         if page.status is not FetchStatus.OK or page.body is None:
             raise FetchError(f"{url}: cannot fetch: {page.error or 'no body'}", page.http_status)
@@ -219,7 +228,28 @@ def _private_reason(problem: str, config: Config) -> str:
     return f"its host is {problem}; use --allow-private to import it"
 
 
+# The feeds.yaml `add` and `import-opml` start when there is none: a newcomer's first command is often `add`.
+STARTER_CONFIG = """\
+# Made by `aggregator add`. Every key is described in README.md (Configuration).
+database: aggregator.db        # relative to this file
+
+outputs:
+  - path: public/feed.atom     # written after every pass
+    format: atom               # atom, rss, json, html, opml
+    title: Aggregated news
+
+feeds: []
+"""
+
+
+def load_or_start(config_path: str | Path) -> Config:
+    """The config at `config_path`, or, when there is no file, the one `add` would start (not written yet)."""
+    return _read(Path(config_path))[1]
+
+
 def _read(path: Path) -> tuple[str, Config]:
+    if not path.exists() and not path.is_symlink():
+        return STARTER_CONFIG, parse_config_text(STARTER_CONFIG, path)
     config = load_config(path)  # the file must be valid before we touch it
     with path.open(encoding="utf-8", newline="") as file:
         return file.read(), config
@@ -410,6 +440,7 @@ def _write_atomically(path: Path, text: str) -> None:
     """Replace the file (the target of a symlink) via a temporary file in its folder and a rename."""
     target = path.resolve()
     try:
-        replace_file(target, text.encode("utf-8"), mode=target.stat().st_mode & 0o7777)
+        mode = target.stat().st_mode & 0o7777 if target.exists() else 0o644
+        replace_file(target, text.encode("utf-8"), mode=mode)
     except OSError as e:
         raise ConfigError(f"{path}: cannot write: {e.strerror or e}") from e

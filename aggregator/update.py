@@ -12,21 +12,26 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import itertools
 import logging
 import multiprocessing
 import os
 import random
+import re
 import signal
 import stat
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -43,6 +48,7 @@ from .schedule import FeedSchedule, Plan, Policy, plan_next_fetch
 from .store import Store
 
 __all__ = [
+    "output_id",
     "output_meta",
     "prepare_result",
     "publish_outputs",
@@ -360,36 +366,88 @@ def _schedule_recorder(
     return record
 
 
-def output_meta(config: Config, output: OutputConfig) -> OutputMeta:
-    """Feed-level facts of one output, from the config."""
+def output_meta(config: Config, output: OutputConfig, install_id: str, now: datetime | None = None) -> OutputMeta:
+    """Feed-level facts of one output, from the config, the store's install id and the time of the pass."""
     alternates = tuple(
         (other.title, MEDIA_TYPES[other.format], other.url or Path(other.path).name)
         for other in config.outputs
         if other.format in ("atom", "rss", "json")
     )
-    feed_id = output.url or f"tag:aggregator,2026:{Path(output.path).name}"
     return OutputMeta(
         title=output.title,
         format=output.format,
-        id=feed_id,
+        id=output_id(config, output, install_id),
         self_url=output.url,
         site_url=config.site_url,
         hub_url=output.hub,
         description=output.description,
         alternates=alternates,
+        pass_time=now,
     )
 
 
+def output_id(config: Config, output: OutputConfig, install_id: str) -> str:
+    """The output's feed id (Atom `id`, JSON Feed `_aggregator.id`): the same on every pass, and never another
+    install's, since readers may take two feeds with one id for one feed.
+
+    Its `url` when set; else a tag URI of `site_url` and the file name; else a UUID of the store's random
+    install id (Store.install_id) and the file name.
+    """
+    name = Path(output.path).name
+    if output.url:
+        return output.url
+    site = urlsplit(config.site_url or "")
+    if site.hostname:
+        folder = site.path if site.path.endswith("/") else site.path + "/"
+        return f"tag:{site.hostname},2026:{folder}{name}"
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'urn:aggregator:{install_id}:{name}')}"
+
+
 def publish_outputs(config: Config, store: Store, now: datetime) -> list[Path]:
-    """Write every output file from the store; a file whose bytes would not change is left untouched."""
+    """Write every output file from the store; a file whose bytes would not change is left untouched.
+
+    An output with no story is dated by the pass that first wrote it so (`now`), and kept with that date by
+    the passes after it while it stays empty: the same store gives the same bytes.
+    """
     written = []
+    install_id = store.install_id()
     for output in config.outputs:
         stories = store.stories_for_output(output, now)
-        body = render(stories, output_meta(config, output), feeds=config.sources())
+        meta = output_meta(config, output, install_id, now)
         path = config.resolve(output.path)
-        if write_atomically(path, body):
+        if not stories and _still_empty(path, meta, config):
+            continue
+        if write_atomically(path, render(stories, meta, feeds=config.sources())):
             written.append(path)
     return written
+
+
+# Dates an output writes for itself: RFC 3339 (Atom, JSON Feed, HTML) and RFC 822 (RSS).
+_OUTPUT_DATES = re.compile(
+    rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ|[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT"
+)
+# Dates before this are not a pass's: an older release dated every empty output 1970-01-01.
+_FIRST_PASS = datetime(1994, 1, 1, tzinfo=UTC)
+
+
+def _still_empty(path: Path, meta: OutputMeta, config: Config) -> bool:
+    """Whether `path` holds this output without stories as an earlier pass wrote it: rendered at one of the
+    dates the file shows, it gives the file's bytes. Then it keeps that pass's date and is not rewritten."""
+    try:
+        old = path.read_bytes()
+    except OSError:
+        return False
+    # An output without stories shows one date; a file with stories shows many, and is not it: three will do.
+    dates = dict.fromkeys(found.group() for found in _OUTPUT_DATES.finditer(old))
+    for found in itertools.islice(dates, 3):
+        text = found.decode("ascii")
+        try:
+            moment = datetime.fromisoformat(text) if text[0].isdigit() else parsedate_to_datetime(text)
+        except ValueError:
+            continue
+        if moment >= _FIRST_PASS and render((), replace(meta, pass_time=moment), config.sources()) == old:
+            return True
+    return False
 
 
 def write_atomically(path: Path, body: bytes) -> bool:

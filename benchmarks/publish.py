@@ -129,7 +129,7 @@ def publish_case(
         min_sources=case.min_sources, max_age_hours=case.max_age_hours, url=f"https://news.example/{case.format}",
     )  # fmt: skip
     config = Config(outputs=(output,), site_url="https://news.example/", base_dir=workdir)
-    meta = output_meta(config, output)
+    meta = output_meta(config, output, store.install_id(), NEWEST + timedelta(hours=1))
     path = config.resolve(output.path)
     now = NEWEST + timedelta(hours=1)
     runs = []

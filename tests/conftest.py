@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +19,12 @@ from werkzeug import Request, Response
 from aggregator.cli import cli
 
 DATA = Path(__file__).parent / "data"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Real-world files (../shared/data beside the checkout, or where AGGREGATOR_SHARED_DATA says). Tests that read
+# them carry the marker `shared_data` (the fixture of that name adds it): they are skipped where the folder is
+# missing, and fail there instead under AGGREGATOR_REQUIRE_SHARED_DATA=1 (.ci/run sets it). The summary at the
+# end of a run says which of them ran.
+SHARED = Path(os.environ.get("AGGREGATOR_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+REQUIRE_SHARED = "AGGREGATOR_REQUIRE_SHARED_DATA"
 
 
 @pytest.fixture(scope="session")
@@ -108,8 +114,46 @@ def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, .
 
 
 @pytest.fixture
-def shared_data() -> Iterator[Path]:
-    """../shared/data, or skip when this checkout has no shared folder beside it."""
-    if not SHARED.exists():
-        pytest.skip("../shared/data is not present beside this checkout")
-    yield SHARED
+def shared_data() -> Path:
+    """../shared/data (the marker `shared_data`, which this fixture implies, skips a test without it)."""
+    return SHARED
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that asks for the `shared_data` fixture carries the marker of that name."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()) and item.get_closest_marker("shared_data") is None:
+            item.add_marker(pytest.mark.shared_data)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a `shared_data` test when its folder is missing, or fail it under AGGREGATOR_REQUIRE_SHARED_DATA=1."""
+    marker = item.get_closest_marker("shared_data")
+    if marker is None:
+        return
+    needed = SHARED.joinpath(*marker.args)
+    if needed.is_dir():
+        return
+    why = f"{needed} is not there (real-world data: ../shared/data beside the checkout, or $AGGREGATOR_SHARED_DATA)"
+    if os.environ.get(REQUIRE_SHARED) == "1":
+        pytest.fail(f"{why}, and {REQUIRE_SHARED}=1 requires it", pytrace=False)
+    pytest.skip(why)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say which tests of real-world data ran, and which were skipped for want of it."""
+    outcomes = {
+        report.nodeid: outcome
+        for outcome in ("passed", "failed", "skipped", "error")
+        for report in terminalreporter.stats.get(outcome, ())
+        if "shared_data" in getattr(report, "keywords", {})
+    }
+    if not outcomes:
+        return
+    ran = [nodeid for nodeid, outcome in outcomes.items() if outcome in ("passed", "failed")]
+    missing = {nodeid: outcome for nodeid, outcome in outcomes.items() if nodeid not in ran}
+    terminalreporter.write_sep("-", "tests of real-world data (../shared/data)")
+    terminalreporter.write_line(f"{len(ran)} ran, {len(missing)} did not (no data); data: {SHARED}")
+    for nodeid, outcome in missing.items():
+        what = "SKIPPED" if outcome == "skipped" else f"FAILED ({REQUIRE_SHARED}=1)"
+        terminalreporter.write_line(f"{what} {nodeid}: no data")

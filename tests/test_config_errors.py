@@ -164,7 +164,9 @@ def test_a_missing_file(tmp_path: Path) -> None:
     for command in ("check", "update"):
         result = run_cli(command, config=config)
         assert result.exit_code == 2
-        assert result.stderr == f"error: {config}: file not found\n"
+        assert result.stderr == (
+            f"error: {config}: file not found (`aggregator add URL` starts one; --config names another)\n"
+        )
 
 
 def test_a_config_that_is_not_utf8(tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ def agreement(root: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, li
     return total, fast_read, disagreed
 
 
-@pytest.mark.skipif(not REAL_FEEDS.is_dir(), reason="shared/data/feeds is not beside the checkout")
+@pytest.mark.shared_data("feeds")
 def test_agrees_with_feedparser_on_the_real_feeds(monkeypatch: pytest.MonkeyPatch) -> None:
     total, fast_read, disagreed = agreement(REAL_FEEDS, monkeypatch)
     print(f"\nreal feeds: {total} documents, fast path read {fast_read}, agreed on {fast_read - len(disagreed)}")
@@ -79,7 +79,7 @@ def test_agrees_with_feedparser_on_the_real_feeds(monkeypatch: pytest.MonkeyPatc
     assert total >= 100 and fast_read == total  # plain RSS 2.0 with a custom namespace: all of them
 
 
-@pytest.mark.skipif(not WELLFORMED.is_dir(), reason="shared/data/malformed is not beside the checkout")
+@pytest.mark.shared_data("malformed", "feedparser", "wellformed")
 def test_agrees_with_feedparser_on_its_wellformed_corpus(monkeypatch: pytest.MonkeyPatch) -> None:
     total, fast_read, disagreed = agreement(WELLFORMED, monkeypatch)
     print(

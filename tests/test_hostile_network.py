@@ -182,7 +182,7 @@ def test_add_with_allow_private_still_obeys_the_config(tmp_path: Path, feeds: Fe
     assert result.exit_code == 1
     assert result.stderr == (
         f"error: {url}: cannot fetch: refused: 127.0.0.1 is a loopback address (127.0.0.1), and "
-        "allow_private_addresses is false\n"
+        "allow_private_addresses is false in feeds.yaml (--allow-private does not override it)\n"
     )
     assert feeds.requests == []
 

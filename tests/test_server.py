@@ -144,8 +144,8 @@ def test_index_lists_outputs_with_autodiscovery_links(client: Client) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     links = re.findall(r'<link rel="alternate" type="([^"]+)" title="([^"]+)" href="([^"]+)">', page.text)
     assert links == [
-        ("application/atom+xml", "News &amp; more", "/feeds/news.atom"),
-        ("application/feed+json", "News JSON", "/feeds/news.json"),
+        ("application/atom+xml", "News &amp; more (Atom)", "/feeds/news.atom"),
+        ("application/feed+json", "News JSON (JSON Feed)", "/feeds/news.json"),
     ]
     assert '<a href="/feeds/index.html">News page</a>' in page.text
 

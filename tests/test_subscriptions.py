@@ -77,12 +77,15 @@ def test_add_a_feed_url_appends_three_lines_and_keeps_every_other_byte(config: P
     assert load_config(config).sources()[-1] == FeedSource(url, "Example: news", ("tech", "a, b"))
 
 
-def test_add_refuses_a_loopback_feed_unless_allowed(config: Path, feeds: FeedFiles) -> None:
+def test_add_refuses_a_loopback_feed_unless_allowed_and_names_the_option(config: Path, feeds: FeedFiles) -> None:
+    # issue 16: the line said "allow_private_addresses is false" (feeds.yaml says true) and never named the fix
     url = feeds.serve("/new.xml", RSS)
     result = run_cli("add", url, config=config)
     assert result.exit_code == 1
-    assert "allow_private_addresses is false" in result.stderr
-    assert result.stderr.count("\n") == 1
+    assert result.stderr == (
+        f"error: {url}: cannot fetch: refused: 127.0.0.1 is a loopback address (127.0.0.1), which "
+        f"`aggregator add` reaches only when asked: aggregator add --allow-private {url}\n"
+    )
     assert config.read_bytes() == CONFIG.encode()
     assert feeds.requests == []
 

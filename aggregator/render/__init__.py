@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from ..errors import OutputError
 from ..models import FeedSource, OutputMeta, Story
-from ._common import plain_text, rfc822, rfc3339, safe_html, safe_url, sources_html
+from ._common import FEED_NAMES, plain_text, rfc822, rfc3339, safe_html, safe_url, sources_html
 from .atom import render_atom
 from .html import render_html
 from .jsonfeed import render_json
@@ -22,6 +22,7 @@ from .opml import render_opml
 from .rss import render_rss
 
 __all__ = [
+    "FEED_NAMES",
     "FORMATS",
     "MEDIA_TYPES",
     "plain_text",

@@ -16,11 +16,12 @@ from email.utils import format_datetime
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from ..models import Enclosure, Story
+from ..models import Enclosure, OutputMeta, Story
 from ..normalize import clean_text, sanitize_html
 
 __all__ = [
     "EPOCH",
+    "FEED_NAMES",
     "GENERATOR",
     "feed_updated",
     "plain_text",
@@ -34,7 +35,9 @@ __all__ = [
 ]
 
 GENERATOR = "aggregator"
-# The `updated` of an empty feed: a fixed date, never the time of writing, so an empty output is stable too.
+# What a subscriber calls each feed format, by media type: links to the outputs name it.
+FEED_NAMES = {"application/atom+xml": "Atom", "application/rss+xml": "RSS", "application/feed+json": "JSON Feed"}
+# The `updated` of an empty feed rendered without the time of a pass (OutputMeta.pass_time).
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LINK_SCHEMES = ("http", "https")
 # Characters a URL cannot hold unescaped (whitespace, quotes, angle brackets, controls, bidi overrides): a link
@@ -54,9 +57,10 @@ def rfc822(moment: datetime) -> str:
     return format_datetime(moment.astimezone(UTC), usegmt=True)
 
 
-def feed_updated(stories: Sequence[Story]) -> datetime:
-    """The feed's `updated`: its newest story's, never the clock, so an unchanged store gives the same bytes."""
-    return max((story.updated for story in stories), default=EPOCH)
+def feed_updated(stories: Sequence[Story], meta: OutputMeta) -> datetime:
+    """The feed's `updated`: its newest story's, so an unchanged store gives the same bytes; without stories,
+    the time of the pass that writes it (publish_outputs keeps an empty file as long as it stays empty)."""
+    return max((story.updated for story in stories), default=meta.pass_time or EPOCH)
 
 
 def safe_url(url: str | None) -> str | None:

@@ -27,7 +27,7 @@ def render_atom(stories: Sequence[Story], meta: OutputMeta) -> bytes:
     sub(feed, _A + "title", plain_text(meta.title))
     if meta.description:
         sub(feed, _A + "subtitle", plain_text(meta.description))
-    sub(feed, _A + "updated", rfc3339(feed_updated(stories)))
+    sub(feed, _A + "updated", rfc3339(feed_updated(stories, meta)))
     # a feed-level author makes every entry valid without one of its own (RFC 4287 section 4.1.1)
     sub(sub(feed, _A + "author"), _A + "name", plain_text(meta.title))
     sub(feed, _A + "generator", GENERATOR)

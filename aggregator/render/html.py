@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import jinja2
 
 from ..models import OutputMeta, Story
-from ._common import feed_updated, plain_text, rfc3339, safe_enclosures, safe_html, safe_url
+from ._common import FEED_NAMES, feed_updated, plain_text, rfc3339, safe_enclosures, safe_html, safe_url
 
 __all__ = ["MEDIA_TYPE", "TEMPLATE", "render_html"]
 
@@ -71,11 +71,11 @@ def render_html(stories: Sequence[Story], meta: OutputMeta) -> bytes:
         else:
             days.append(_Day(label, (item,)))
     alternates = [
-        (plain_text(title), media_type, href)
+        (plain_text(title), media_type, href, FEED_NAMES.get(media_type, media_type))
         for title, media_type, href in meta.alternates
         if _safe_href(href) and media_type != MEDIA_TYPE
     ]
-    updated = feed_updated(stories)
+    updated = feed_updated(stories, meta)
     page = (
         _environment()
         .get_template(TEMPLATE)

@@ -30,7 +30,7 @@ def render_json(stories: Sequence[Story], meta: OutputMeta) -> bytes:
     _put(feed, "description", plain_text(meta.description) or None)
     if safe_url(meta.hub_url):
         feed["hubs"] = [{"type": "WebSub", "url": safe_url(meta.hub_url)}]
-    feed[EXTENSION] = {"id": meta.id, "updated": rfc3339(feed_updated(stories))}
+    feed[EXTENSION] = {"id": meta.id, "updated": rfc3339(feed_updated(stories, meta))}
     feed["items"] = [_item(story) for story in stories]
     return (json.dumps(feed, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 

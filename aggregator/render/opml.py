@@ -1,7 +1,7 @@
 """Subscribed feeds -> OPML 2.0, so others can copy the source list: the `opml` output format.
 
-The document itself is written by `aggregator.opml.opml_document`, the project's one OPML writer (folders by
-first tag, the config's order, no dates, so the same feeds give the same bytes). This module only makes the
+The document itself is written by `aggregator.opml.opml_document`, the project's one OPML writer (one folder
+per first tag, the config's order, no dates, so the same feeds give the same bytes). This module only makes the
 feeds safe to hand out first: names reduced to plain text and only http(s) feed URLs.
 """
 

@@ -51,7 +51,7 @@ def render_rss(stories: Sequence[Story], meta: OutputMeta) -> bytes:
         sub(channel, f"{{{ATOM_NS}}}link", rel="hub", href=safe_url(meta.hub_url))
     if stories:
         sub(channel, "pubDate", rfc822(max(story.published for story in stories)))
-    sub(channel, "lastBuildDate", rfc822(feed_updated(stories)))
+    sub(channel, "lastBuildDate", rfc822(feed_updated(stories, meta)))
     sub(channel, "generator", GENERATOR)
     sub(channel, "docs", _SPEC)
     for story in stories:

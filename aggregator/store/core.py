@@ -15,7 +15,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from ..config import OutputConfig
-from ..errors import StoreError
+from ..errors import QueryError, StoreError
 from ..models import (
     DedupItem,
     Entry,
@@ -57,8 +57,10 @@ from .search import (
     SNIPPET_TOKENS,
     STORIES_BY_ID,
     check_fts_query,
+    did_you_mean,
     query_error,
     search_match,
+    with_spelling_variants,
 )
 from .stories import StoryWriter
 
@@ -236,6 +238,7 @@ class Store:
             conn.executemany(UPDATE_ENTRY, changed_rows)
             # an undated entry keeps the dates it was first stored with: it is not news again for changing
             conn.executemany(UPDATE_UNDATED_ENTRY, [without_dates(row) for row in changed_undated])
+            self._mark_listed_tombstones(state.feed_id, buried)
             new_entries = self._known_entries(state.feed_id, [row[1] for row in new_rows])
             new_ids = tuple(new_entries.values())
             self._write_terms([(new_entries[guid][0], terms) for guid, terms in new_terms.items()] + changed_terms)
@@ -457,6 +460,11 @@ class Store:
             (story_id,),
         )
 
+    def install_id(self) -> str:
+        """The random id this store got when it was made (m010): what makes this install's output ids unique."""
+        (value,) = self.db.conn.execute("SELECT value FROM meta WHERE key = 'install_id'").fetchone()
+        return str(value)
+
     def count(self, table: str) -> int:
         """Rows in one of our tables."""
         if table not in ("feeds", "entries", "stories"):
@@ -589,8 +597,12 @@ class Store:
         since: datetime | None = None,
         feed_ids: Iterable[int] | None = None,
     ) -> list[SearchResult]:
-        """Full-text search (FTS5 syntax) over entry titles and summaries, best first, grouped by story."""
+        """Full-text search (FTS5 syntax) over entry titles and summaries, best first, grouped by story.
+
+        Each word is also searched in its other spelling (`labour` finds `labor`, see search.py).
+        """
         check_fts_query(query)
+        typed, query = query, with_spelling_variants(query)
         where: list[str] = ["entries_fts MATCH ?"]
         params: list[Any] = [query]
         if since is not None:
@@ -603,12 +615,14 @@ class Store:
         # Rank first, highlight after: snippet() for every match of a common word would cost more than the
         # ranking itself. Several entries of one story may rank high, so take more hits than stories.
         hit_limit = min(limit * HITS_PER_STORY, MAX_HITS)
-        hits = self._fts_rows(
-            f"""SELECT e.id, e.story_id, entries_fts.rank AS rank FROM entries_fts
-                JOIN entries e ON e.id = entries_fts.rowid
-                WHERE {" AND ".join(where)} ORDER BY entries_fts.rank LIMIT ?""",
-            [*params, hit_limit],
-        )
+        ranked = f"""SELECT e.id, e.story_id, entries_fts.rank AS rank FROM entries_fts
+                     JOIN entries e ON e.id = entries_fts.rowid
+                     WHERE {" AND ".join(where)} ORDER BY entries_fts.rank LIMIT ?"""
+        try:
+            hits = self._fts_rows(ranked, [*params, hit_limit])
+        except QueryError:
+            self._fts_rows(ranked, [typed, *params[1:], hit_limit])  # the error in the query as typed
+            raise
         groups: dict[tuple[str, int], list[tuple[int, float]]] = {}
         for entry_id, story_id, rank in hits:
             key = ("story", story_id) if story_id is not None else ("entry", entry_id)
@@ -653,6 +667,14 @@ class Store:
             )
         return results
 
+    def did_you_mean(self, query: str) -> str | None:
+        """For a query that found nothing: the same query with each word the index does not know replaced by
+        the closest one it does (`goverment` -> `government`), or None."""
+        try:
+            return did_you_mean(self.db.conn, query)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: {e}") from e
+
     def _fts_rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
             return self._query(sql, params)
@@ -675,8 +697,17 @@ class Store:
             table.extend(feed_health_from_row(row, None) for row in rows if row[1] not in configured)
         return table
 
-    def prune(self, cutoff: datetime, keep: Iterable[int], now: datetime, *, dry_run: bool = False) -> PruneResult:
-        """Delete the stories (but `keep`) whose newest entry predates `cutoff`, leaving tombstones of entries."""
+    def prune(
+        self,
+        cutoff: datetime,
+        keep: Iterable[int],
+        now: datetime,
+        *,
+        dry_run: bool = False,
+        tombstones_before: datetime | None = None,
+    ) -> PruneResult:
+        """Delete the stories (but `keep`) whose newest entry predates `cutoff`, leaving tombstones of entries;
+        forget the tombstones made before `tombstones_before` whose feed's latest document no longer lists them."""
         stamp, limit = format_time(now), format_time(cutoff)
         # A story's age is its newest entry's date (published or updated), not when we fetched it: an
         # old article found in a newly added feed is old news.
@@ -698,7 +729,13 @@ class Store:
             conn.execute("DELETE FROM temp.prune_old WHERE id IN (SELECT id FROM temp.prune_keep)")
             (stories,) = conn.execute("SELECT count(*) FROM temp.prune_old").fetchone()
             (entries,) = conn.execute(f"SELECT count(*) FROM entries WHERE {doomed}", (limit,)).fetchone()
+            forgotten = "NOT listed AND pruned_at < ?"
+            forget_before = format_time(tombstones_before) if tombstones_before is not None else ""
+            (tombstones,) = conn.execute(
+                f"SELECT count(*) FROM tombstones WHERE {forgotten}", (forget_before,)
+            ).fetchone()
             if not dry_run:
+                conn.execute(f"DELETE FROM tombstones WHERE {forgotten}", (forget_before,))
                 conn.execute(
                     f"""INSERT OR IGNORE INTO tombstones (feed_id, guid, content_hash, pruned_at)
                         SELECT feed_id, guid, content_hash, ? FROM entries WHERE {doomed}""",
@@ -708,7 +745,17 @@ class Store:
                 conn.execute("DELETE FROM stories WHERE id IN (SELECT id FROM temp.prune_old)")
             conn.execute("DELETE FROM temp.prune_keep")
             conn.execute("DELETE FROM temp.prune_old")
-        return PruneResult(cutoff=cutoff, entries=entries, stories=stories, kept_stories=kept, dry_run=dry_run)
+        return PruneResult(
+            cutoff=cutoff, entries=entries, stories=stories, kept_stories=kept, dry_run=dry_run, tombstones=tombstones
+        )
+
+    def _mark_listed_tombstones(self, feed_id: int, listed: set[str]) -> None:
+        """Of a feed's tombstones, mark those its new document lists; prune may forget the others."""
+        conn = self.db.conn
+        conn.execute("UPDATE tombstones SET listed = 0 WHERE feed_id = ? AND listed", (feed_id,))
+        conn.executemany(
+            "UPDATE tombstones SET listed = 1 WHERE feed_id = ? AND guid = ?", ((feed_id, g) for g in listed)
+        )
 
     def _tombstoned(self, feed_id: int, guids: Sequence[str]) -> set[str]:
         found: set[str] = set()

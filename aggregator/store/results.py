@@ -88,3 +88,5 @@ class PruneResult:
     # old stories kept because an output still shows them
     kept_stories: int
     dry_run: bool = False
+    # tombstones forgotten: their feeds no longer list the entries
+    tombstones: int = 0

@@ -1,9 +1,18 @@
-"""Full-text search helpers: FTS5 query checks, errors in the user's words, highlighted snippets."""
+"""Full-text search helpers: FTS5 query checks, errors in the user's words, highlighted snippets, spelling.
+
+The index stems words with FTS5's porter tokenizer (m009), so `labours`, `labouring` and `labour` meet. Porter
+does not know British and American spellings apart (`labour` is not `labor`, `organisation` is not
+`organization`), so a query's words are also searched in their other spelling (`spelling_variants`). A query
+that finds nothing gets a "did you mean" from the index's own vocabulary (`did_you_mean`).
+"""
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Sequence
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..errors import QueryError
@@ -90,3 +99,201 @@ def search_match(row: Sequence[Any], rank: float) -> SearchMatch:
         published=parse_time(published),
         score=float(f"{-rank:.4g}"),
     )
+
+
+# --- spelling variants ------------------------------------------------------------------------------------
+
+# British and American endings, each pair read both ways: organise/organize, analyse/analyze, labour/labor,
+# centre/center, fibre/fiber, catalogue/catalog, travelled/traveled. Porter's stems already cover plurals and
+# most inflections of each side; these bridge the two spellings.
+_ENDINGS = (
+    ("isation", "ization"), ("isations", "izations"),
+    ("ise", "ize"), ("ised", "ized"), ("ises", "izes"), ("ising", "izing"), ("iser", "izer"), ("isers", "izers"),
+    ("yse", "yze"), ("ysed", "yzed"), ("yses", "yzes"), ("ysing", "yzing"),
+    ("our", "or"), ("ours", "ors"), ("oured", "ored"), ("ouring", "oring"), ("ourer", "orer"),
+    ("ourers", "orers"), ("ourite", "orite"), ("ourites", "orites"), ("ourable", "orable"), ("ourful", "orful"),
+    ("tre", "ter"), ("tres", "ters"), ("tred", "tered"), ("bre", "ber"), ("bres", "bers"),
+    ("ogue", "og"), ("ogues", "ogs"),
+    ("elled", "eled"), ("elling", "eling"), ("eller", "eler"), ("ellers", "elers"),
+)  # fmt: skip
+# A variant needs this many letters before the ending: `four`, `hour`, `tour`, `rise` and `size` are no
+# spellings of `for`, `hor`, `tor`, `rize` or `sise`. A variant that is no word at all costs nothing.
+_MIN_STEM = 2
+# Spellings no ending rule finds (a plural `s` is handled too).
+_WORDS = (
+    ("defence", "defense"), ("offence", "offense"), ("licence", "license"), ("pretence", "pretense"),
+    ("programme", "program"), ("tyre", "tire"), ("grey", "gray"), ("aluminium", "aluminum"),
+    ("sceptic", "skeptic"), ("sceptical", "skeptical"), ("scepticism", "skepticism"), ("mould", "mold"),
+    ("plough", "plow"), ("manoeuvre", "maneuver"), ("foetus", "fetus"), ("paediatric", "pediatric"),
+    ("anaemia", "anemia"), ("oestrogen", "estrogen"), ("jewellery", "jewelry"), ("pyjamas", "pajamas"),
+    ("ageing", "aging"), ("judgement", "judgment"), ("artefact", "artifact"), ("kerb", "curb"),
+)  # fmt: skip
+_OTHER_WORD = {a: b for a, b in _WORDS} | {b: a for a, b in _WORDS}
+_OPERATORS = frozenset({"AND", "OR", "NOT"})
+# The parts of an FTS5 query: a NEAR group (its phrases take no OR, so it is left as typed), a quoted phrase,
+# a {column set}, a bare word, or one other character.
+_QUERY_PARTS = re.compile(
+    r'(?P<near>NEAR\s*\((?:"(?:[^"]|"")*"|[^")])*\))|(?P<phrase>"(?:[^"]|"")*")|(?P<columns>\{[^}]*\})|'
+    r"(?P<word>\w+)|(?P<other>.)",
+    re.DOTALL,
+)
+
+
+def spelling_variants(word: str) -> tuple[str, ...]:
+    """The other spellings of a word, British <-> American (`labour` -> `labor`), in lower case; () if none."""
+    lower = word.lower()
+    found: dict[str, None] = {}
+    if lower in _OTHER_WORD:
+        found[_OTHER_WORD[lower]] = None
+    if lower.endswith("s") and lower[:-1] in _OTHER_WORD:
+        found[_OTHER_WORD[lower[:-1]] + "s"] = None
+    for one, other in _ENDINGS:
+        for ending, swapped in ((one, other), (other, one)):
+            if lower.endswith(ending) and len(lower) - len(ending) >= _MIN_STEM:
+                found[lower[: -len(ending)] + swapped] = None
+    found.pop(lower, None)
+    return tuple(found)
+
+
+def with_spelling_variants(query: str) -> str:
+    """An FTS5 query that also finds the other spelling of each word: `labour party` -> `(labour OR labor) AND
+    party`.
+
+    Words and quoted phrases are rewritten; prefixes (`labour*`), column names (`title:`), NEAR groups and
+    phrases joined by `+` or anchored by `^` stay as typed. FTS5 joins a bracketed group to its neighbour only
+    with an explicit AND (`a (b OR c)` is a syntax error), so one is written where the words were side by side.
+    """
+    parts = list(_QUERY_PARTS.finditer(query))
+    out: list[str] = []
+    last: tuple[str, bool] | None = None  # the last part written that is not white space, and if it is a group
+    for index, part in enumerate(parts):
+        text = part.group()
+        grouped = _with_variants(part, _neighbour(parts, index, -1), _neighbour(parts, index, 1))
+        if text.isspace():
+            out.append(text)
+            continue
+        if last is not None and (grouped or last[1]) and _ends_term(last[0]) and _starts_term(grouped or text):
+            out.append("AND ")
+        out.append(grouped or text)
+        last = (grouped or text, grouped is not None)
+    return "".join(out)
+
+
+def _with_variants(part: re.Match[str], before: str, after: str) -> str | None:
+    """A word or phrase with its other spellings as an OR group, or None when it stays as typed."""
+    text = part.group()
+    if before in ("^", "+") or after in ("*", ":", "+"):
+        return None
+    if part.lastgroup == "word" and text not in _OPERATORS:
+        variants = spelling_variants(text)
+        return f"({' OR '.join((text, *variants))})" if variants else None
+    if part.lastgroup == "phrase":
+        swapped = re.sub(r"\w+", lambda word: (spelling_variants(word.group()) or (word.group(),))[0], text)
+        return f"({text} OR {swapped})" if swapped != text else None
+    return None
+
+
+def _ends_term(text: str) -> bool:
+    return text not in _OPERATORS and (text[-1].isalnum() or text[-1] in '_")*')
+
+
+def _starts_term(text: str) -> bool:
+    return text not in _OPERATORS and (text[0].isalnum() or text[0] in '_"(^{-')
+
+
+def _neighbour(parts: Sequence[re.Match[str]], index: int, step: int) -> str:
+    """The nearest part before (step -1) or after (step 1) `index` that is not white space."""
+    index += step
+    while 0 <= index < len(parts):
+        text = parts[index].group()
+        if not text.isspace():
+            return text
+        index += step
+    return ""
+
+
+# --- did you mean ------------------------------------------------------------------------------------------
+
+# Close enough to suggest (difflib's ratio, between stems): one letter wrong, missing or extra in six.
+SUGGEST_CUTOFF = 0.75
+_VOCABULARY = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.entries_fts_vocab USING fts5vocab(main, entries_fts, row)"
+_STEMMER = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.stemmer USING fts5(word, tokenize='porter unicode61')"
+_STEMS = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.stemmer_vocab USING fts5vocab(temp, stemmer, row)"
+
+
+def did_you_mean(conn: sqlite3.Connection, query: str) -> str | None:
+    """The query with each word the index does not know replaced by the closest word it does; None when every
+    word is known or one has no close match. Words are compared as the index stores them (porter stems), and
+    the suggestion is a word as some entry spells it."""
+    for statement in (_VOCABULARY, _STEMMER, _STEMS):
+        conn.execute(statement)
+    replaced: dict[str, str] = {}
+    for word in dict.fromkeys(_query_words(query)):
+        if _matches(conn, word):
+            continue
+        closest = _closest_term(conn, _stem(conn, word))
+        if closest is None:
+            return None
+        spelled = _spelled(conn, closest)
+        replaced[word] = spelled[:1].upper() + spelled[1:] if word[:1].isupper() else spelled
+    if not replaced:
+        return None
+    return re.sub(r"\w+", lambda found: replaced.get(found.group(), found.group()), query)
+
+
+def _query_words(query: str) -> Iterator[str]:
+    """The words a query searches for: not operators, column names, prefixes or NEAR's distances."""
+    parts = list(_QUERY_PARTS.finditer(query))
+    for index, part in enumerate(parts):
+        if part.lastgroup == "word" and part.group() not in _OPERATORS and not part.group().isdigit():
+            if _neighbour(parts, index, 1) not in ("*", ":"):
+                yield part.group()
+        elif part.lastgroup in ("phrase", "near"):
+            yield from (w for w in re.findall(r"\w+", part.group()) if w != "NEAR" and not w.isdigit())
+
+
+def _matches(conn: sqlite3.Connection, word: str) -> bool:
+    """Whether any entry has the word, in any of its forms and spellings."""
+    phrase = with_spelling_variants('"' + word.replace('"', '""') + '"')
+    return conn.execute("SELECT 1 FROM entries_fts WHERE entries_fts MATCH ? LIMIT 1", (phrase,)).fetchone() is not None
+
+
+def _stem(conn: sqlite3.Connection, word: str) -> str:
+    """The word as the index stores it: the porter stem its tokenizer makes."""
+    conn.execute("DELETE FROM temp.stemmer")
+    conn.execute("INSERT INTO temp.stemmer (word) VALUES (?)", (word,))
+    row = conn.execute("SELECT term FROM temp.stemmer_vocab LIMIT 1").fetchone()
+    return str(row[0]) if row else word.lower()
+
+
+def _closest_term(conn: sqlite3.Connection, stem: str) -> str | None:
+    """The index term closest to `stem`, among those with its first letter (a typo rarely changes that one),
+    the more common one when two are as close."""
+    first = stem[:1]
+    rows = conn.execute(
+        "SELECT term, doc FROM temp.entries_fts_vocab WHERE term >= ? AND term < ?", (first, first + "\U0010ffff")
+    ).fetchall()
+    documents = {term: doc for term, doc in rows if abs(len(term) - len(stem)) <= 3}
+    close = difflib.get_close_matches(stem, documents, n=5, cutoff=SUGGEST_CUTOFF)
+    if not close:
+        return None
+    return str(
+        max(close, key=lambda term: (round(difflib.SequenceMatcher(None, stem, term).ratio(), 2), documents[term]))
+    )
+
+
+# Entries read to find how the index's term is usually written.
+_SPELLING_SAMPLE = 50
+
+
+def _spelled(conn: sqlite3.Connection, term: str) -> str:
+    """The word entries most often write for the index's term `term` (`government` for `govern`), in lower case."""
+    phrase = '"' + term.replace('"', '""') + '"'
+    rows = conn.execute(
+        """SELECT highlight(entries_fts, 0, char(2), char(3)) || ' ' || highlight(entries_fts, 1, char(2), char(3))
+           FROM entries_fts WHERE entries_fts MATCH ? LIMIT ?""",
+        (phrase, _SPELLING_SAMPLE),
+    ).fetchall()
+    marked = re.compile(f"{MARK_START}([^{MARK_END}]+){MARK_END}")
+    words = Counter(found.lower() for (text,) in rows for found in marked.findall(text))
+    return words.most_common(1)[0][0] if words else term
