@@ -426,6 +426,8 @@ def publish_outputs(config: Config, store: Store, now: datetime) -> list[Path]:
 _OUTPUT_DATES = re.compile(
     rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ|[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT"
 )
+# An output without stories is a header of a few hundred bytes (an HTML page: a few kilobytes).
+_MAX_EMPTY_OUTPUT = 64 * 1024
 # Dates before this are not a pass's: an older release dated every empty output 1970-01-01.
 _FIRST_PASS = datetime(1994, 1, 1, tzinfo=UTC)
 
@@ -434,6 +436,10 @@ def _still_empty(path: Path, meta: OutputMeta, config: Config) -> bool:
     """Whether `path` holds this output without stories as an earlier pass wrote it: rendered at one of the
     dates the file shows, it gives the file's bytes. Then it keeps that pass's date and is not rewritten."""
     try:
+        # only a small regular file can be an output without stories: never read a FIFO or a huge file
+        found = path.stat()
+        if not stat.S_ISREG(found.st_mode) or found.st_size > _MAX_EMPTY_OUTPUT:
+            return False
         old = path.read_bytes()
     except OSError:
         return False

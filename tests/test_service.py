@@ -758,6 +758,14 @@ def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def _planned(db: Path) -> int:
+    """How many feeds have their next fetch planned (0 while the database does not exist yet)."""
+    try:
+        return int(query(db, "SELECT count(*) FROM feeds WHERE next_fetch_at IS NOT NULL")[0][0])
+    except sqlite3.Error:
+        return 0
+
+
 def _fetched(db: Path) -> int:
     """How many feeds have been fetched and stored (0 while the database does not exist yet)."""
     try:
@@ -828,7 +836,7 @@ def test_kill_9_during_a_pass_then_restart_completes_the_work(tmp_path: Path, se
     service = ServiceProcess(config)
     try:
         # under way: the first half stored, the second half's requests in flight
-        _wait_for(lambda: _fetched(db) == 8 and sum(server.hits.values()) == 16, 30, "the pass to be under way")
+        _wait_for(lambda: _planned(db) == 8 and sum(server.hits.values()) == 16, 30, "the pass to be under way")
         service.kill()
     finally:
         held.set()
