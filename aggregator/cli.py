@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -191,13 +191,13 @@ def stories(obj: Context, limit: int, min_sources: int, as_json: bool) -> None:
     if as_json:
         click.echo(_json([_story_json(story) for story in found]))
         return
-    table = Table("id", "published", "sources", "title", "outlets", box=None, header_style="bold")
-    for story in found:
-        outlets = ", ".join(dict.fromkeys(source.feed_title for source in story.sources))
-        table.add_row(
-            str(story.id), _short_time(story.published), str(len(story.sources)), _cell(story.title), _cell(outlets)
-        )
-    Console(soft_wrap=not sys.stdout.isatty()).print(table)
+    header = ("id", "newest report", "sources", "title", "outlets")
+    rows = [
+        (str(story.id), _short_time(story.latest or story.published), str(len(story.sources)), story.title,
+         ", ".join(dict.fromkeys(source.feed_title for source in story.sources)))
+        for story in found
+    ]  # fmt: skip
+    _print_rows(header, rows, Console(highlight=False))
 
 
 @cli.command()
@@ -216,18 +216,33 @@ def story(obj: Context, key: str, as_json: bool) -> None:
     if as_json:
         click.echo(_json(dict(_story_json(found), entries=members)))
         return
-    console = Console(soft_wrap=not sys.stdout.isatty(), highlight=False)
-    console.print(_cell(f"story {found.id}  {found.uid}"))
-    console.print(_cell(found.title))
-    console.print(_cell(found.url or ""))
-    console.print(f"published {_short_time(found.published)}, updated {_short_time(found.updated)}")
-    table = Table("entry", "published", "outlet", "method", "score", "title", box=None, header_style="bold")
-    for member in members:
-        score = "" if member["story_score"] is None else f"{member['story_score']:.2f}"
-        table.add_row(
-            str(member["id"]), member["published"], _cell(member["feed_title"]), member["story_method"] or "", score,
-            _cell(member["title"]),
-        )  # fmt: skip
+    console = Console(highlight=False)
+    for line in (
+        f"story {found.id}  {found.uid}",
+        found.title,
+        found.url or "",
+        f"first report {_short_time(found.published)}, newest report {_short_time(found.latest or found.published)}",
+    ):
+        click.echo(_printable(line))
+    header = ("entry", "published", "outlet", "method", "score", "title")
+    rows = [
+        (str(member["id"]), member["published"], member["feed_title"], member["story_method"] or "",
+         "" if member["story_score"] is None else f"{member['story_score']:.2f}", member["title"])
+        for member in members
+    ]  # fmt: skip
+    _print_rows(header, rows, console)
+
+
+def _print_rows(header: Sequence[str], rows: Sequence[Sequence[object]], console: rich_console.Console) -> None:
+    """A table on a terminal; for pipes and logs, plain tab-separated lines, nothing cut or wrapped."""
+    cells = [tuple(_printable(cell) for cell in row) for row in rows]
+    if not console.is_terminal:
+        for line in (header, *cells):
+            click.echo("\t".join(line))
+        return
+    table = Table(*header, box=None, header_style="bold")
+    for line in cells:
+        table.add_row(*(Text(cell) for cell in line))
     console.print(table)
 
 
@@ -238,6 +253,7 @@ def _story_json(story: Story) -> dict[str, Any]:
         "title": story.title,
         "url": story.url,
         "published": format_time(story.published),
+        "latest": format_time(story.latest or story.published),
         "updated": format_time(story.updated),
         "sources": [
             {"feed": s.feed_title, "feed_url": s.feed_url, "title": s.title, "url": s.url} for s in story.sources
