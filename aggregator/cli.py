@@ -7,35 +7,37 @@ AggregatorError becomes one line on stderr and the error's exit code (2 for conf
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich import console as rich_console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
 from . import __version__
-from .config import DEFAULT_CONFIG, Config, load_config
 from .errors import AggregatorError, QueryError
-from .models import FeedOutcome, FeedSource, FetchStatus, PassSummary, Story
-from .opml import opml_document
-from .retention import prune_store
-from .store import FeedHealth, Highlighted, SearchResult, Store, format_time
-from .update import publish_outputs, run_pass, write_atomically
 
-__all__ = ["cli", "main"]
+# Everything else is imported by the command that needs it: `aggregator --help` or a command that fails on
+# its config must not pay for pydantic, httpx, SQLite's layer and rich (about 0.5 s on a quiet machine).
+if TYPE_CHECKING:
+    from rich import console as rich_console
+    from rich.text import Text
+
+    from .config import Config
+    from .models import FeedOutcome, PassSummary, Story
+    from .store import FeedHealth, Highlighted, SearchResult, Store
+
+__all__ = ["DEFAULT_CONFIG", "cli", "main"]
+
+# The config read when neither --config nor AGGREGATOR_CONFIG names one.
+DEFAULT_CONFIG = "feeds.yaml"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,6 +60,8 @@ def _printable(value: object) -> str:
 
 def _cell(value: object) -> Text:
     """A table cell or a line for rich: printable, and never read as rich markup (`[/x]` in a title)."""
+    from rich.text import Text
+
     return Text(_printable(value))
 
 
@@ -73,6 +77,8 @@ def Console(**options: Any) -> rich_console.Console:
     rich itself drops only the colours there and keeps bold and reverse video; without a colour system it
     writes no escape codes.
     """
+    from rich import console as rich_console
+
     return rich_console.Console(color_system=None if os.environ.get("NO_COLOR") else "auto", **options)
 
 
@@ -85,11 +91,15 @@ class Context:
 
     def config(self) -> Config:
         """Load and validate the config (raises ConfigError)."""
+        from .config import load_config
+
         return load_config(self.config_path, self.database)
 
     @contextmanager
     def store(self, config: Config) -> Iterator[Store]:
         """Open the configured store for the length of a command."""
+        from .store import Store
+
         store = Store.open(config.database_path)
         try:
             yield store
@@ -136,6 +146,10 @@ def cli(ctx: click.Context, config_path: str, database: str | None, verbose: int
 @_reports_errors
 def update(obj: Context, as_json: bool) -> None:
     """Fetch every feed once, store new entries, cluster stories and write the outputs."""
+    import asyncio
+
+    from .update import run_pass
+
     config = obj.config()
     with obj.store(config) as store, _progress(len(config.feeds), enabled=not as_json) as advance:
         summary = asyncio.run(run_pass(config, store, datetime.now(UTC), on_feed=advance))
@@ -150,6 +164,8 @@ def update(obj: Context, as_json: bool) -> None:
 @_reports_errors
 def publish(obj: Context) -> None:
     """Write the outputs from the store, without fetching."""
+    from .update import publish_outputs
+
     config = obj.config()
     with obj.store(config) as store:
         written = publish_outputs(config, store, datetime.now(UTC))
@@ -191,13 +207,13 @@ def stories(obj: Context, limit: int, min_sources: int, as_json: bool) -> None:
     if as_json:
         click.echo(_json([_story_json(story) for story in found]))
         return
-    table = Table("id", "published", "sources", "title", "outlets", box=None, header_style="bold")
-    for story in found:
-        outlets = ", ".join(dict.fromkeys(source.feed_title for source in story.sources))
-        table.add_row(
-            str(story.id), _short_time(story.published), str(len(story.sources)), _cell(story.title), _cell(outlets)
-        )
-    Console(soft_wrap=not sys.stdout.isatty()).print(table)
+    header = ("id", "newest report", "sources", "title", "outlets")
+    rows = [
+        (str(story.id), _short_time(story.latest or story.published), str(len(story.sources)), story.title,
+         ", ".join(dict.fromkeys(source.feed_title for source in story.sources)))
+        for story in found
+    ]  # fmt: skip
+    _print_rows(header, rows, Console(highlight=False))
 
 
 @cli.command()
@@ -216,18 +232,36 @@ def story(obj: Context, key: str, as_json: bool) -> None:
     if as_json:
         click.echo(_json(dict(_story_json(found), entries=members)))
         return
-    console = Console(soft_wrap=not sys.stdout.isatty(), highlight=False)
-    console.print(_cell(f"story {found.id}  {found.uid}"))
-    console.print(_cell(found.title))
-    console.print(_cell(found.url or ""))
-    console.print(f"published {_short_time(found.published)}, updated {_short_time(found.updated)}")
-    table = Table("entry", "published", "outlet", "method", "score", "title", box=None, header_style="bold")
-    for member in members:
-        score = "" if member["story_score"] is None else f"{member['story_score']:.2f}"
-        table.add_row(
-            str(member["id"]), member["published"], _cell(member["feed_title"]), member["story_method"] or "", score,
-            _cell(member["title"]),
-        )  # fmt: skip
+    console = Console(highlight=False)
+    for line in (
+        f"story {found.id}  {found.uid}",
+        found.title,
+        found.url or "",
+        f"first report {_short_time(found.published)}, newest report {_short_time(found.latest or found.published)}",
+    ):
+        click.echo(_printable(line))
+    header = ("entry", "published", "outlet", "method", "score", "title")
+    rows = [
+        (str(member["id"]), member["published"], member["feed_title"], member["story_method"] or "",
+         "" if member["story_score"] is None else f"{member['story_score']:.2f}", member["title"])
+        for member in members
+    ]  # fmt: skip
+    _print_rows(header, rows, console)
+
+
+def _print_rows(header: Sequence[str], rows: Sequence[Sequence[object]], console: rich_console.Console) -> None:
+    """A table on a terminal; for pipes and logs, plain tab-separated lines, nothing cut or wrapped."""
+    from rich.table import Table
+    from rich.text import Text
+
+    cells = [tuple(_printable(cell) for cell in row) for row in rows]
+    if not console.is_terminal:
+        for line in (header, *cells):
+            click.echo("\t".join(line))
+        return
+    table = Table(*header, box=None, header_style="bold")
+    for line in cells:
+        table.add_row(*(Text(cell) for cell in line))
     console.print(table)
 
 
@@ -237,12 +271,20 @@ def _story_json(story: Story) -> dict[str, Any]:
         "uid": story.uid,
         "title": story.title,
         "url": story.url,
-        "published": format_time(story.published),
-        "updated": format_time(story.updated),
+        "published": _stamp(story.published),
+        "latest": _stamp(story.latest or story.published),
+        "updated": _stamp(story.updated),
         "sources": [
             {"feed": s.feed_title, "feed_url": s.feed_url, "title": s.title, "url": s.url} for s in story.sources
         ],
     }
+
+
+def _stamp(moment: datetime) -> str:
+    """A time as the store writes it (ISO 8601, UTC)."""
+    from .store import format_time
+
+    return format_time(moment)
 
 
 def _short_time(moment: datetime) -> str:
@@ -251,6 +293,8 @@ def _short_time(moment: datetime) -> str:
 
 @contextmanager
 def _progress(total: int, enabled: bool) -> Iterator[Callable[[FeedOutcome], None]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     console = Console(stderr=True)
     if not enabled or not console.is_terminal:
         yield lambda outcome: None
@@ -269,6 +313,8 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[FeedOutcome], Non
 
 
 def _summary_line(summary: PassSummary) -> str:
+    from .models import FetchStatus
+
     failed = [o for o in summary.outcomes if o.status is FetchStatus.FAILED]
     line = (
         f"{len(summary.outcomes)} feeds: {summary.ok} ok, {summary.not_modified} not modified, "
@@ -307,6 +353,8 @@ _PORT = click.option("--port", type=click.IntRange(0, 65535), help="Port to list
 @_reports_errors
 def run(obj: Context, serve: bool, host: str | None, port: int | None, log_level: str, log_format: str) -> None:
     """Poll each feed on its schedule until SIGTERM/SIGINT; SIGHUP (or editing feeds.yaml) reloads the config."""
+    import asyncio
+
     from .logs import configure_logging
     from .service import Service  # the service's libraries load only for this command
 
@@ -325,6 +373,8 @@ def run(obj: Context, serve: bool, host: str | None, port: int | None, log_level
 @_reports_errors
 def serve(obj: Context, host: str | None, port: int | None, log_level: str, log_format: str) -> None:
     """Serve the published outputs, /health and / over HTTP, without polling (another process updates)."""
+    import asyncio
+
     from .logs import configure_logging
     from .service import Service
 
@@ -345,6 +395,9 @@ def serve(obj: Context, host: str | None, port: int | None, log_level: str, log_
 @_reports_errors
 def feeds_command(obj: Context, failing: bool, include_removed: bool, as_json: bool) -> None:
     """Show every feed: status, last and next fetch, entries stored, last new entry."""
+    from rich.table import Table
+    from rich.text import Text
+
     config = obj.config()
     with obj.store(config) as store:
         rows = store.feed_table(config.sources(), include_removed=include_removed)
@@ -397,6 +450,8 @@ def _feed_cells(row: FeedHealth) -> tuple[str, ...]:
 
 
 def _feed_json(row: FeedHealth) -> dict[str, Any]:
+    from .store import FeedHealth
+
     times = ("failing_since", "last_fetched_at", "next_fetch_at", "last_new_entry_at")
     data = {name: getattr(row, name) for name in FeedHealth.__slots__}
     data.update({name: _time(getattr(row, name)) or None for name in times}, tags=list(row.tags))
@@ -404,7 +459,7 @@ def _feed_json(row: FeedHealth) -> dict[str, Any]:
 
 
 def _time(moment: datetime | None) -> str:
-    return format_time(moment) if moment is not None else ""
+    return _stamp(moment) if moment is not None else ""
 
 
 def _minute(stamp: str) -> str:
@@ -453,6 +508,8 @@ def search_command(
     as_json: bool,
 ) -> None:
     """Full-text search of titles and summaries (FTS5 syntax), best first, grouped by story."""
+    from rich.text import Text
+
     config = obj.config()
     with obj.store(config) as store:
         feed_ids = None
@@ -499,6 +556,8 @@ def search_command(
 
 def _marked(text: Highlighted, terminal: bool) -> Text:
     """Highlighted text: reverse video on a terminal, [brackets] in plain output; each piece made printable."""
+    from rich.text import Text
+
     marked, last = Text(), 0
     for start, end in text.spans:
         marked.append(_printable(text.text[last:start]))
@@ -517,7 +576,7 @@ def _result_json(result: SearchResult) -> dict[str, Any]:
         "story_uid": result.story_uid,
         "title": result.title,
         "url": result.url,
-        "published": format_time(result.published),
+        "published": _stamp(result.published),
         "feed_count": result.feed_count,
         "score": result.score,
         "matches": [
@@ -530,7 +589,7 @@ def _result_json(result: SearchResult) -> dict[str, Any]:
                 "snippet": m.snippet.text,
                 "snippet_highlights": [list(span) for span in m.snippet.spans],
                 "url": m.url,
-                "published": format_time(m.published),
+                "published": _stamp(m.published),
                 "score": m.score,
             }
             for m in result.matches
@@ -556,6 +615,9 @@ def add_command(
 
     Without a feeds.yaml, one is started (one Atom output) once the feed is found.
     """
+    import asyncio
+
+    from .models import FeedSource
     from .subscriptions import add_feeds, discover_feed, load_or_start  # ruamel.yaml, the parsers: these commands
 
     created = not Path(obj.config_path).exists()
@@ -644,6 +706,9 @@ def import_opml_command(obj: Context, file: str, as_json: bool, allow_private: b
 @_reports_errors
 def export_opml_command(obj: Context, output: str | None, title: str) -> None:
     """Write the subscriptions as OPML 2.0 (the first tag of a feed becomes its folder)."""
+    from .opml import opml_document
+    from .update import write_atomically
+
     document = opml_document(obj.config().sources(), title)
     if output is None:
         sys.stdout.buffer.write(document)
@@ -660,6 +725,8 @@ def export_opml_command(obj: Context, output: str | None, title: str) -> None:
 @_reports_errors
 def prune_command(obj: Context, keep_days: int | None, dry_run: bool, as_json: bool) -> None:
     """Delete stories older than retention.keep_days (never one an output shows), leaving tombstones."""
+    from .retention import prune_store
+
     config = obj.config()
     with obj.store(config) as store:
         result = prune_store(config, store, datetime.now(UTC), keep_days=keep_days, dry_run=dry_run)
@@ -670,7 +737,7 @@ def prune_command(obj: Context, keep_days: int | None, dry_run: bool, as_json: b
             click.echo("retention.keep_days is not set in the config: entries are kept forever; nothing pruned")
         return
     if as_json:
-        data = {"pruned": not dry_run, "cutoff": format_time(result.cutoff), "entries": result.entries}
+        data = {"pruned": not dry_run, "cutoff": _stamp(result.cutoff), "entries": result.entries}
         data.update(stories=result.stories, kept_stories=result.kept_stories, tombstones=result.tombstones)
         click.echo(json.dumps(data))
         return
@@ -681,7 +748,7 @@ def prune_command(obj: Context, keep_days: int | None, dry_run: bool, as_json: b
     )
     click.echo(
         f"{verb} {result.entries} entries in {result.stories} stories with no entry newer than "
-        f"{format_time(result.cutoff)}; kept {result.kept_stories} older stories that outputs still show{tombstones}"
+        f"{_stamp(result.cutoff)}; kept {result.kept_stories} older stories that outputs still show{tombstones}"
     )
 
 

@@ -21,7 +21,6 @@ from .errors import ConfigError
 from .models import FeedSource
 
 __all__ = [
-    "DEFAULT_CONFIG",
     "Config",
     "DedupSettings",
     "FeedConfig",
@@ -36,7 +35,6 @@ __all__ = [
     "url_host_problem",
 ]
 
-DEFAULT_CONFIG = "feeds.yaml"
 # libyaml's loader when PyYAML was built with it: four times faster on a feeds.yaml of 10,000 feeds.
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import feedparser
-from conftest import FeedFiles, query, update_json, write_config
+from conftest import FeedFiles, query, run_cli, update_json, write_config
 
 
 def rss(title: str, items: list[tuple[str, str, str, str, str]]) -> str:
@@ -87,3 +87,34 @@ def test_a_later_backdated_copy_never_takes_the_lead(tmp_path: Path, feeds: Feed
     assert len(after) == 1
     assert (after[0].id, after[0].link, after[0].title) == (lead.id, lead.link, lead.title)
     assert "Reported by 3 outlets" in after[0].content[0].value
+
+
+def test_stories_and_story_print_plain_lines_when_piped(tmp_path: Path, feeds: FeedFiles) -> None:
+    long_title = (
+        "US to restart deportation flights to Venezuela, Biden officials say, as the number of border crossings "
+        "keeps rising and the administration faces pressure from Democratic mayors"
+    )
+    alpha = feeds.serve("/a.xml", rss("Alpha", [item("a1", FLIGHTS, "alpha", 8)]))
+    bravo = feeds.serve("/b.xml", rss("Bravo", [item("b1", (long_title, FLIGHTS_2[1]), "bravo", 9)]))
+    config = write_config(tmp_path, [alpha, bravo])
+    update_json(config)
+
+    listed = run_cli("stories", config=config)
+    assert listed.exit_code == 0, listed.output
+    lines = [line.split("\t") for line in listed.output.splitlines()]
+    assert lines[0] == ["id", "newest report", "sources", "title", "outlets"]
+    story_id, newest, sources, title, outlets = lines[1]
+    assert (newest, sources, set(outlets.split(", "))) == ("2023-10-05 09:00", "2", {"Alpha", "Bravo"})
+    assert title in (FLIGHTS[0], long_title)  # whole, never cut
+
+    shown = run_cli("story", story_id, config=config)
+    assert shown.exit_code == 0, shown.output
+    text = shown.output.splitlines()
+    assert text[0].startswith(f"story {story_id}  urn:uuid:")
+    assert text[3] == "first report 2023-10-05 08:00, newest report 2023-10-05 09:00"
+    assert text[4].split("\t") == ["entry", "published", "outlet", "method", "score", "title"]
+    rows = [line.split("\t") for line in text[5:]]
+    assert [(row[2], row[3], row[5]) for row in rows] == [
+        ("Alpha", "new", FLIGHTS[0]),
+        ("Bravo", "similar", long_title),
+    ]
