@@ -4,6 +4,12 @@
     python benchmarks/compare.py --feeds 200 --repeat 1           # a quicker look
     python benchmarks/compare.py --latency 0.02                   # 20 ms per request, like a real network
     python benchmarks/compare.py --feeds 6 --entries 4 --skip-reader   # the CI smoke
+    python benchmarks/compare.py --corpus real                    # real feeds (rumca-dev: 54 news feeds)
+
+Two corpora: `synthetic` (corpus.py: seeded feeds of a given size) and `real`, the 54 real news feeds of
+../shared/data/stories/rumca-dev as captured (titles, links, summaries as the outlets sent them): round 1 is
+each feed as it stood at the end of 6 October 2023 (its newest 100 items), round 2 the same feed a day later,
+where the new items of 7 October push the oldest out and a feed with nothing new is byte-identical.
 
 Both tools run as child processes against one CorpusServer: ours as `python -m aggregator update --json`,
 reader (lemon24/reader, its own virtualenv) as a small script: make_reader(db), add_feed for each URL,
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -31,6 +38,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +82,40 @@ reader.close()
 print(json.dumps({"seconds": time.perf_counter() - started, "entries_new": new, "entries_updated": modified,
                   "failed": errors, "not_modified": not_modified, "first_error": first_error}))
 '''
+
+
+REAL_FEEDS = REPO.parent / "shared" / "data" / "stories" / "rumca-dev" / "feeds"
+# The real corpus's first round ends here; the second takes what came out up to a day later.
+REAL_ROUND_1_END = datetime(2023, 10, 7, tzinfo=UTC)
+REAL_ITEMS_PER_FEED = 100
+_ITEM = re.compile(rb"<item>.*?</item>\s*", re.S)
+_PUBDATE = re.compile(rb"<pubDate>(.*?)</pubDate>")
+
+
+def real_corpus(folder: Path = REAL_FEEDS) -> tuple[dict[str, bytes], dict[str, bytes], int, int, int]:
+    """Round 1 and round 2 of the real feeds ({path: body}), the entries of round 1, how many feeds changed
+    and how many entries round 2 adds."""
+    first, second = {}, {}
+    stored = changed = added = 0
+    for path in sorted(folder.glob("*.xml")):
+        body = path.read_bytes()
+        items = _ITEM.findall(body)
+        head = body[: body.index(items[0])] if items else body.replace(b"</channel>", b"")
+        dated = sorted(((_published(item), item) for item in items), key=lambda pair: pair[0], reverse=True)
+        round_1 = [item for when, item in dated if when < REAL_ROUND_1_END][:REAL_ITEMS_PER_FEED]
+        round_2 = [item for when, item in dated if when < REAL_ROUND_1_END + timedelta(days=1)][:REAL_ITEMS_PER_FEED]
+        first[f"/{path.name}"] = head + b"".join(round_1) + b"</channel></rss>\n"
+        second[f"/{path.name}"] = head + b"".join(round_2) + b"</channel></rss>\n"
+        stored += len(round_1)
+        new = len(set(round_2) - set(round_1))
+        changed += new > 0
+        added += new
+    return first, second, stored, changed, added
+
+
+def _published(item: bytes) -> datetime:
+    match = _PUBDATE.search(item)
+    return parsedate_to_datetime(match.group(1).decode()) if match else datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +260,7 @@ def median(values: Sequence[float]) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison; 0 if every pass of every tool counted right, else 1."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", choices=("synthetic", "real"), default="synthetic")
     parser.add_argument("--feeds", type=int, default=1000)
     parser.add_argument("--entries", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each tool (median reported)")
@@ -240,23 +283,41 @@ def main(argv: list[str] | None = None) -> int:
         print("reader is not available: comparing nothing, running ours only", file=sys.stderr)
     tools = [tool for tool in TOOLS if tool == "ours" or python is not None]
 
-    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
-    base = build_corpus(args.feeds, args.entries, seed=args.seed, now=now)
-    changed = change_corpus(base, args.changed, args.new_entries, seed=args.seed)
-    n_changed = sum(changed[path] != base[path] for path in base)
-    total = args.feeds * args.entries
-    expected = {
-        "cold": {"feeds": args.feeds, "ok": args.feeds, "failed": 0, "entries_new": total},
-        "warm": {"feeds": args.feeds, "not_modified": args.feeds, "failed": 0, "entries_new": 0},
-        "changed": {
-            "feeds": args.feeds, "ok": n_changed, "not_modified": args.feeds - n_changed, "failed": 0,
-            "entries_new": n_changed * min(args.new_entries, args.entries),
-        },
-    }  # fmt: skip
+    if args.corpus == "real":
+        base, changed, total, n_changed, n_added = real_corpus()
+        args.feeds = len(base)
+        expected = {
+            "cold": {"feeds": args.feeds, "ok": args.feeds, "failed": 0, "entries_new": total},
+            "warm": {"feeds": args.feeds, "not_modified": args.feeds, "failed": 0, "entries_new": 0},
+            "changed": {
+                "feeds": args.feeds, "ok": n_changed, "not_modified": args.feeds - n_changed, "failed": 0,
+                "entries_new": n_added,
+            },
+        }  # fmt: skip
+        described = (
+            f"real feeds: {args.feeds} feeds, {total} entries; a day later {n_changed} feeds changed, {n_added} new"
+        )
+    else:
+        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+        base = build_corpus(args.feeds, args.entries, seed=args.seed, now=now)
+        changed = change_corpus(base, args.changed, args.new_entries, seed=args.seed)
+        n_changed = sum(changed[path] != base[path] for path in base)
+        total = args.feeds * args.entries
+        expected = {
+            "cold": {"feeds": args.feeds, "ok": args.feeds, "failed": 0, "entries_new": total},
+            "warm": {"feeds": args.feeds, "not_modified": args.feeds, "failed": 0, "entries_new": 0},
+            "changed": {
+                "feeds": args.feeds, "ok": n_changed, "not_modified": args.feeds - n_changed, "failed": 0,
+                "entries_new": n_changed * min(args.new_entries, args.entries),
+            },
+        }  # fmt: skip
+        described = (
+            f"{args.feeds} feeds x {args.entries} entries, changed pass: {n_changed} feeds with {args.new_entries} "
+            "new entries"
+        )
     mb = sum(map(len, base.values())) / 1e6
     print(
-        f"corpus: {args.feeds} feeds x {args.entries} entries ({mb:.0f} MB), changed pass: {n_changed} feeds with "
-        f"{args.new_entries} new entries; latency {args.latency * 1000:.0f} ms; {args.repeat} repeat(s); "
+        f"corpus: {described} ({mb:.0f} MB); latency {args.latency * 1000:.0f} ms; {args.repeat} repeat(s); "
         f"tools: {', '.join(tools)}",
         flush=True,
     )
