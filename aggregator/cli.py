@@ -25,7 +25,7 @@ from . import __version__
 from .errors import AggregatorError, QueryError
 
 # Everything else is imported by the command that needs it: `aggregator --help` or a command that fails on
-# its config must not pay for pydantic, httpx, SQLite's layer and rich (about 0.5 s on a quiet machine).
+# its config must not pay for httpx, SQLite's layer and rich (about 0.5 s on a quiet machine).
 if TYPE_CHECKING:
     from rich import console as rich_console
     from rich.text import Text

@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import msgspec
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
@@ -282,7 +283,7 @@ def _checked(text: str, path: Path, old: Config, expected: Sequence[FeedSource])
         new = parse_config_text(text, path)
     except ConfigError:
         return None
-    same_rest = new.model_dump(exclude={"feeds"}) == old.model_dump(exclude={"feeds"})
+    same_rest = msgspec.structs.replace(new, feeds=()) == msgspec.structs.replace(old, feeds=())
     return new if same_rest and new.sources() == tuple(expected) else None
 
 

@@ -437,8 +437,8 @@ def _still_empty(path: Path, meta: OutputMeta, config: Config) -> bool:
     dates the file shows, it gives the file's bytes. Then it keeps that pass's date and is not rewritten."""
     try:
         # only a small regular file can be an output without stories: never read a FIFO or a huge file
-        found = path.stat()
-        if not stat.S_ISREG(found.st_mode) or found.st_size > _MAX_EMPTY_OUTPUT:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_EMPTY_OUTPUT:
             return False
         old = path.read_bytes()
     except OSError:

@@ -28,15 +28,15 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "wrong type": (
         "fetch:\n  concurrency: many\n",
-        "fetch.concurrency: Input should be a valid integer, unable to parse string as an integer",
+        "fetch.concurrency: expected an integer, got text",
     ),
     "a string where a list belongs": (
         f"feeds: {OK_FEED}\n",
-        "feeds: Input should be a list",
+        "feeds: expected a list, got text",
     ),
     "wrong type of a boolean": (
         "allow_private_addresses: maybe\n",
-        "allow_private_addresses: Input should be a valid boolean, unable to interpret input",
+        "allow_private_addresses: expected true or false, got text",
     ),
     "not a URL": (
         "feeds:\n  - url: not a url\n",

@@ -352,7 +352,7 @@ def test_retention_keep_days_must_be_positive(tmp_path: Path) -> None:
     config = write_config(tmp_path, [], retention={"keep_days": 0})
     result = run_cli("prune", config=config)
     assert result.exit_code == 2
-    assert result.stderr == f"error: {config}: retention.keep_days: Input should be greater than or equal to 1\n"
+    assert result.stderr == f"error: {config}: retention.keep_days: expected an integer >= 1\n"
 
 
 def test_store_records_its_schema_version(newsroom: Newsroom) -> None:
