@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 import re
 import sys
 import unicodedata
@@ -47,6 +48,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from itertools import compress, repeat
 from urllib.parse import urlsplit
 
 from aggregator.models import Assignment, DedupItem, TermVector
@@ -367,19 +369,18 @@ class _Story:
 
     def shared_weight(self, words: Mapping[str, float]) -> float:
         """The informative weight of the entry's `words` (word -> weight) that the members also use."""
+        # (map over C-level get: these run for every candidate of every entry)
         if self.rare_sum is None:
             (only,) = self.members.values()
-            return sum(words.get(t, 0.0) for t in only.terms)
-        rare_sum = self.rare_sum
-        return sum(w for t, w in words.items() if t in rare_sum)
+            return sum(map(words.get, only.terms, repeat(0.0)))
+        return sum(compress(words.values(), map(self.rare_sum.__contains__, words)))
 
     def rare_dot(self, rare: Mapping[str, float]) -> float:
         """The dot product of an entry's rarity vector with the sum of the members' rarity vectors."""
         if self.rare_sum is None:
             (only,) = self.members.values()
-            return sum(rare.get(t, 0.0) * v for t, v in zip(only.terms, only.rare, strict=True))
-        rare_sum = self.rare_sum
-        return sum(v * rare_sum.get(t, 0.0) for t, v in rare.items())
+            return float(sum(map(operator.mul, map(rare.get, only.terms, repeat(0.0)), only.rare)))
+        return float(sum(map(operator.mul, rare.values(), map(self.rare_sum.get, rare, repeat(0.0)))))
 
     def centroid_cosine(self, unit: Mapping[str, float]) -> float:
         """The cosine of an entry's general unit vector with the centroid of the members (all without
@@ -430,6 +431,7 @@ class StoryIndex:
         self._df: dict[str, int] = {}
         self._counted = 0
         self._observed: set[int] = set()
+        self._rarities: dict[str, float] = {}  # see _rarity
         # the vector assign() used for its item, reused by the add() of the same item that follows
         self._pending: tuple[DedupItem, TermVector, dict[str, float] | None] | None = None
 
@@ -561,19 +563,26 @@ class StoryIndex:
 
     def _rarity_vector(self, vector: TermVector) -> dict[str, float]:
         """The vector's terms re-weighted by their rarity in the window, as a unit vector."""
-        params = self.params
-        total = self._counted + params.rarity_prior
-
-        def rarity(word: str) -> float:
-            inverse = math.log(total / (self._df.get(word, 0) + params.rarity_prior)) + 1.0
-            return float(inverse**params.rarity_power)
-
+        rarity = self._rarity
         weighted = {t: w * min(map(rarity, t.split("_"))) for t, w in zip(vector.terms, vector.weights, strict=True)}
         norm = math.sqrt(sum(v * v for v in weighted.values())) or 1.0
         return {t: v / norm for t, v in weighted.items()}
 
+    def _rarity(self, word: str) -> float:
+        """A word's rarity factor in the window: (ln((N + prior) / (df + prior)) + 1) ** power.
+
+        Cached until the counts change: a pass counts its entries first (observe), so while it assigns them
+        the counts, and these factors, stay the same."""
+        factor = self._rarities.get(word)
+        if factor is None:
+            params = self.params
+            inverse = math.log((self._counted + params.rarity_prior) / (self._df.get(word, 0) + params.rarity_prior))
+            factor = self._rarities[word] = float((inverse + 1.0) ** params.rarity_power)
+        return factor
+
     def _count(self, terms: Iterable[str], sign: int) -> None:
         """Add (1) or remove (-1) one entry's words from the window's document frequencies."""
+        self._rarities.clear()
         df = self._df
         for word in _words(terms):
             count = df.get(word, 0) + sign
