@@ -49,13 +49,16 @@ from ingest import check, parse_summary
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = Path(__file__).resolve().parent / ".venv-reader"
+# Ours runs as a user installs it (`pip install .`, no test extras): the test tools pull in packages (trio,
+# through selenium) that httpx then imports at start-up, which a user never pays for.
+OURS_VENV = Path(__file__).resolve().parent / ".venv-ours"
 # reader vendors feedparser 6, which still imports sgmllib (sgmllib3k on PyPI).
 READER_PACKAGES = ("reader", "sgmllib3k")
 PASSES = ("cold", "warm", "changed")
 TOOLS = ("ours", "reader")
-# The issue's targets, as (pass, how ours / reader's wall time must compare). Memory: at most 2x.
-TARGET_SPEEDUP = {"cold": 5.0, "warm": 4.0, "changed": 5.0}
-TARGET_MEMORY = 2.0
+# Issue 15's targets: every pass at least twice reader's speed, peak memory at most 1.5 times reader's.
+TARGET_SPEEDUP = {"cold": 2.0, "warm": 2.0, "changed": 2.0}
+TARGET_MEMORY = 1.5
 
 READER_SCRIPT = '''
 """One reader update pass over the URLs in a file; prints a JSON summary."""
@@ -221,10 +224,30 @@ def find_reader(venv: Path, install: bool) -> Path | None:
     return python if subprocess.run(probe, capture_output=True).returncode == 0 else None
 
 
-def ours(folder: Path, config: Path, expected: dict[str, int], name: str, timeout: float) -> Run:
+def find_ours(venv: Path, install: bool) -> Path:
+    """The Python of a virtualenv with this checkout installed as a user installs it (editable, so it runs this
+    code); made when `install` allows, else the Python running this script."""
+    python = venv / "bin" / "python"
+    if not python.exists() and install:
+        print(f"installing aggregator into {venv} ...", file=sys.stderr, flush=True)
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", "-e", str(REPO)], check=True, capture_output=True
+            )
+        except (OSError, subprocess.CalledProcessError) as e:
+            print(f"cannot make {venv}: {e}; running ours with {sys.executable}", file=sys.stderr)
+            return Path(sys.executable)
+    probe = [str(python), "-c", "import aggregator.cli"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    return Path(sys.executable)
+
+
+def ours(python: Path, folder: Path, config: Path, expected: dict[str, int], name: str, timeout: float) -> Run:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "aggregator", "--config", str(config), "update", "--json"]
+    cmd = [str(python), "-m", "aggregator", "--config", str(config), "update", "--json"]
     seconds, peak, max_rss, status, stdout, stderr = run_tree_measured(cmd, folder, env, timeout)
     summary = parse_summary(stdout)
     problems = list(check(summary, expected))
@@ -279,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     python = None if args.skip_reader else find_reader(args.reader_venv, install=not args.no_install)
+    ours_python = find_ours(OURS_VENV, install=not args.no_install)
     if python is None and not args.skip_reader:
         print("reader is not available: comparing nothing, running ours only", file=sys.stderr)
     tools = [tool for tool in TOOLS if tool == "ours" or python is not None]
@@ -341,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                         if name == "changed":
                             server.set_corpus(changed)
                         if tool == "ours":
-                            run = ours(folder, config, expected[name], name, args.timeout)
+                            run = ours(ours_python, folder, config, expected[name], name, args.timeout)
                         else:
                             assert python is not None
                             run = theirs(python, folder, urls, args.workers, expected[name], name, args.timeout)
@@ -398,7 +422,7 @@ def report(runs: list[Run], tools: list[str], total: int, args: argparse.Namespa
         verdict.append("speed met" if speedup >= TARGET_SPEEDUP[name] else "speed MISSED")
         verdict.append("memory met" if memory <= TARGET_MEMORY else "memory MISSED")
         print(
-            f"{name:<9}{speedup:>18.2f}x{TARGET_SPEEDUP[name]:>7.0f}x{memory:>22.2f}x{TARGET_MEMORY:>7.0f}x  "
+            f"{name:<9}{speedup:>18.2f}x{TARGET_SPEEDUP[name]:>7.1f}x{memory:>22.2f}x{TARGET_MEMORY:>7.1f}x  "
             f"{', '.join(verdict)}"
         )
 
