@@ -31,7 +31,7 @@ def reader_installed() -> bool:
 
 
 def test_compare_ours_on_a_tiny_corpus() -> None:
-    done = run("compare.py", "--feeds", "6", "--entries", "4", "--repeat", "1", "--skip-reader")
+    done = run("compare.py", "--feeds", "6", "--entries", "4", "--repeat", "1", "--skip-reader", "--no-install")
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert "6 feeds x 4 entries" in lines[0]
