@@ -73,23 +73,25 @@ class Params:
     # A story stays open this long after a report; reports further apart never meet.
     window: timedelta = timedelta(hours=72)
     # Mean rarity-weighted cosine with a story's members at or above which an entry with a summary joins it.
-    # rumca-dev half A: 0.35 -> P 0.71 / R 0.09, 0.40 -> P 0.84 / R 0.08, 0.45 -> P 0.86 / R 0.07 (DEDUP.md).
+    # rumca-dev half A: 0.35 -> P 0.74 / R 0.087, 0.40 -> P 0.85 / R 0.086, 0.45 -> P 0.84 / R 0.065: the
+    # highest precision before recall drops (DEDUP.md has every sweep, both halves).
     threshold: float = 0.40
     # Cosine with a story's centroid at or above which a headline without summary joins it. uci-dev.csv half
-    # 0: 0.10 keeps pairwise recall >= 0.70 with precision >= 0.98 (DEDUP.md).
+    # 0: B-cubed F1 0.869 / 0.877 / 0.875 at 0.08 / 0.10 / 0.12, precision 0.98 throughout.
     title_only_threshold: float = 0.10
     # Window rarity: a term's weight is multiplied by (ln((N + prior) / (df + prior)) + 1) ** power, N the
-    # entries of the window and df those using the term. rumca-dev half A: power 2 beat 1 (P 0.77 vs 0.63 at
-    # the same recall); power 3 did not add. The prior keeps a small window (a few feeds, the first pass)
-    # from weighting words by chance: with 20 entries every weight stays within a factor of 1.5.
+    # entries of the window and df those using the term. rumca-dev half A: power 0 / 1 / 2 / 3 gave P 0.59 /
+    # 0.77 / 0.85 / 0.84 at recall 0.08-0.09. The prior keeps a small window (a few feeds, a first pass) from
+    # weighting words by chance; 1 measured 0.003 better than 3 on half A and 10 lost 0.07: 3 is a deliberate
+    # margin for windows smaller than rumca-dev's.
     rarity_power: float = 2.0
     rarity_prior: float = 3.0
     # A story's score is multiplied by exp(-hours since its latest report / decay_hours): one development is
-    # reported within a day or so. rumca-dev half A: 24 h took precision from 0.75 to 0.83 at recall 0.08.
+    # reported within a day or so. rumca-dev half A: 12 / 24 / 48 h / none gave P 0.83 / 0.85 / 0.80 / 0.78.
     decay_hours: float = 24.0
     # Informative word weight (sum of 8 - zipf over shared words) an entry with a summary must share with a
-    # story. rumca-dev half A: 8 vs 4 gained 0.01 precision, no recall.
-    min_shared_weight: float = 8.0
+    # story. rumca-dev half A: 4 / 8 / 12 gave P 0.845 / 0.845 / 0.852 at the same recall.
+    min_shared_weight: float = 12.0
     # The same for a headline alone, and its weak-share rule: below `strong_shared_weight` (about one rare
     # word: "Tips for playing Titanfall", "Nvidia") the cosine must reach `weak_share_cosine`. uci-dev.csv
     # (one feed per row, t=0.14): 6.0 cut pairwise recall to 0.717 / 0.621 from 0.862 / 0.644 at 4.0.
