@@ -18,6 +18,7 @@ __all__ = [
     "Enclosure",
     "Entry",
     "FeedOutcome",
+    "FeedSchedule",
     "FeedSource",
     "FeedState",
     "FetchResult",
@@ -26,6 +27,7 @@ __all__ = [
     "ParsedEntry",
     "ParsedFeed",
     "PassSummary",
+    "Plan",
     "Story",
     "StorySource",
     "TermVector",
@@ -51,6 +53,38 @@ class FeedState:
     etag: str | None = None
     last_modified: str | None = None
     body_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSchedule:
+    """What the store remembers of a feed's polling: the input of every decision of schedule.py."""
+
+    feed_id: int
+    url: str
+    next_fetch_at: datetime | None = None
+    error_count: int = 0
+    disabled_reason: str | None = None
+    interval_seconds: int | None = None
+    declared_seconds: int | None = None
+    redirect_url: str | None = None
+    redirect_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to store after one fetch: when to poll next and why, and any move, disabling or host hold."""
+
+    feed_id: int
+    next_fetch_at: datetime | None
+    interval_seconds: int
+    reason: str
+    declared_seconds: int | None = None
+    redirect_url: str | None = None
+    redirect_count: int = 0
+    move_to: str | None = None
+    disabled_reason: str | None = None
+    host: str | None = None
+    host_until: datetime | None = None
 
 
 class FetchStatus(StrEnum):

@@ -37,7 +37,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from .config import Config, FeedConfig
-from .models import FetchResult
+from .models import FeedSchedule, FetchResult, Plan
 
 __all__ = [
     "ADAPTIVE_MAX",
@@ -45,8 +45,6 @@ __all__ = [
     "MAX_BACKOFF",
     "MAX_RETRY_AFTER",
     "REDIRECT_CONFIRMATIONS",
-    "FeedSchedule",
-    "Plan",
     "Policy",
     "adaptive_interval",
     "backoff_seconds",
@@ -92,21 +90,6 @@ _MAX_AGE_RE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
-class FeedSchedule:
-    """What the store remembers of a feed's polling: the input of every decision here."""
-
-    feed_id: int
-    url: str
-    next_fetch_at: datetime | None = None
-    error_count: int = 0
-    disabled_reason: str | None = None
-    interval_seconds: int | None = None
-    declared_seconds: int | None = None
-    redirect_url: str | None = None
-    redirect_count: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class Policy:
     """The polling settings that apply to one feed (seconds), from feeds.yaml."""
 
@@ -121,23 +104,6 @@ class Policy:
         interval = feed.interval if feed is not None and feed.interval is not None else config.interval
         adaptive = feed.adaptive if feed is not None and feed.adaptive is not None else config.adaptive
         return cls(interval=interval, min_interval=config.min_interval, adaptive=adaptive, jitter=config.jitter)
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What to store after one fetch: when to poll next and why, and any move, disabling or host hold."""
-
-    feed_id: int
-    next_fetch_at: datetime | None
-    interval_seconds: int
-    reason: str
-    declared_seconds: int | None = None
-    redirect_url: str | None = None
-    redirect_count: int = 0
-    move_to: str | None = None
-    disabled_reason: str | None = None
-    host: str | None = None
-    host_until: datetime | None = None
 
 
 # --- which feeds are due ------------------------------------------------------------------------------------

@@ -49,9 +49,9 @@ from .clustering import StoryClusterer
 from .config import Config, load_config
 from .errors import AggregatorError
 from .fetch import Fetcher
-from .models import FeedOutcome, FeedState, FetchResult, PassSummary
+from .models import FeedOutcome, FeedSchedule, FeedState, FetchResult, PassSummary
 from .retention import prune_store
-from .schedule import FeedSchedule, Policy, next_wake, select_due
+from .schedule import Policy, next_wake, select_due
 from .server import HttpServer, create_app, served_outputs
 from .store import PruneResult, Store, format_time
 from .update import publish_outputs, record_next_fetch, run_pass

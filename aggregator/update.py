@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -41,10 +41,22 @@ from .config import Config, OutputConfig
 from .dedup import term_vector
 from .errors import AggregatorError, OutputError, ParseError, StoreError
 from .fetch import Fetcher
-from .models import Entry, FeedOutcome, FeedState, FetchResult, FetchStatus, OutputMeta, ParsedFeed, PassSummary
+from .models import (
+    Entry,
+    FeedOutcome,
+    FeedSchedule,
+    FeedState,
+    FetchResult,
+    FetchStatus,
+    OutputMeta,
+    ParsedFeed,
+    PassSummary,
+    Plan,
+    Story,
+)
 from .normalize import identify, normalize_entry
 from .render import MEDIA_TYPES, render
-from .schedule import FeedSchedule, Plan, Policy, plan_next_fetch
+from .schedule import Policy, plan_next_fetch
 from .store import Store
 
 __all__ = [
@@ -55,6 +67,7 @@ __all__ = [
     "record_next_fetch",
     "run_pass",
     "store_result",
+    "stories_for_output",
 ]
 
 log = logging.getLogger(__name__)
@@ -403,6 +416,16 @@ def output_id(config: Config, output: OutputConfig, install_id: str) -> str:
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'urn:aggregator:{install_id}:{name}')}"
 
 
+def stories_for_output(store: Store, output: OutputConfig, now: datetime) -> list[Story]:
+    """The stories one output shows now: its feed, tag, source-count and age filters, newest first."""
+    feed_ids = store.feed_ids_with_tags(output.tags) if output.tags else None
+    if output.feeds:
+        by_url = store.feed_ids_with_urls(output.feeds)
+        feed_ids = by_url if feed_ids is None else feed_ids & by_url
+    since = now - timedelta(hours=output.max_age_hours) if output.max_age_hours else None
+    return store.latest_stories(output.limit, feed_ids=feed_ids, min_sources=output.min_sources, since=since)
+
+
 def publish_outputs(config: Config, store: Store, now: datetime) -> list[Path]:
     """Write every output file from the store; a file whose bytes would not change is left untouched.
 
@@ -412,7 +435,7 @@ def publish_outputs(config: Config, store: Store, now: datetime) -> list[Path]:
     written = []
     install_id = store.install_id()
     for output in config.outputs:
-        stories = store.stories_for_output(output, now)
+        stories = stories_for_output(store, output, now)
         meta = output_meta(config, output, install_id, now)
         path = config.resolve(output.path)
         if not stories and _still_empty(path, meta, config):

@@ -25,7 +25,7 @@ import pytest
 from conftest import query
 
 from aggregator.errors import StoreError
-from aggregator.store import SCHEMA_VERSION, Store, core
+from aggregator.store import SCHEMA_VERSION, Store, base
 from aggregator.update import POOL_MIN_FEEDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -109,7 +109,7 @@ def test_opening_waits_while_another_process_switches_a_new_database_to_wal(
         retrying.set()
         time.sleep(seconds)
 
-    monkeypatch.setattr(core, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep), raising=False)
+    monkeypatch.setattr(base, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep), raising=False)
     outcome: list[object] = []
     opener = threading.Thread(target=lambda: outcome.append(_open_or_error(path)))
     opener.start()

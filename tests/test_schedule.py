@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 
 from aggregator.config import parse_config
-from aggregator.models import FetchResult, FetchStatus
+from aggregator.models import FeedSchedule, FetchResult, FetchStatus
 from aggregator.schedule import (
     ADAPTIVE_MAX,
     ADAPTIVE_MIN,
     MAX_BACKOFF,
     MAX_RETRY_AFTER,
     REDIRECT_CONFIRMATIONS,
-    FeedSchedule,
     Policy,
     adaptive_interval,
     backoff_seconds,

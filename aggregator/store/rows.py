@@ -17,13 +17,13 @@ from ..models import (
     DedupItem,
     Enclosure,
     Entry,
+    FeedSchedule,
     FeedSource,
     FeedState,
     Story,
     StorySource,
     TermVector,
 )
-from ..schedule import FeedSchedule
 from .results import FeedHealth
 
 # A stored problem (feeds.last_error) is one line of plain text: a feed's server writes part of it (the links an

@@ -7,6 +7,8 @@ import uuid
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+__all__ = ["SCHEMA_VERSION", "migrate", "migrations"]
+
 migrations = Migrations("aggregator")
 
 
@@ -242,3 +244,18 @@ def m011_tombstones_listed(db: Database) -> None:
 
 
 SCHEMA_VERSION = len(migrations._migrations)
+
+
+def migrate(db: Database) -> None:
+    """Apply pending migrations under the write lock: two processes opening a new (or older) database at once
+    take turns, and the second finds nothing left to do ("table tombstones already exists" before)."""
+    if not migrations.pending(db):
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        migrations.apply(db)  # checks what is pending again, now that no other process can be migrating
+        db.conn.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
