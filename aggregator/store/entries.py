@@ -1,11 +1,11 @@
-"""Entries: storing one fetched feed's entries with their term vectors, and reading them back for clustering."""
+"""Entries: writing what decide.py says one fetched feed stores, and reading entries back for clustering."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
 
+from ..decide import EntryForUpdate, FeedUpdateIntent, decide_update
 from ..models import DedupItem, Entry, FeedState, FetchResult, ParsedFeed, TermVector
 from .base import StoreBase
 from .pruning import mark_listed_tombstones, tombstoned
@@ -40,56 +40,45 @@ class EntriesMixin(StoreBase):
         entries: Sequence[Entry],
         now: datetime,
     ) -> SavedFeed:
-        """Store one successfully fetched feed and its entries in one transaction."""
-        stamp = format_time(now)
+        """Store one successfully fetched feed and its entries in one transaction.
+
+        What to write is decided by decide.decide_update from what this store holds of the document's entries;
+        this reads that and writes what it says.
+        """
         with self.transaction():
-            conn = self.db.conn
-            known = self._known_entries(state.feed_id, [e.guid for e in entries])
-            buried = tombstoned(conn, state.feed_id, [e.guid for e in entries if e.guid not in known])
-            new_rows: list[tuple[Any, ...]] = []
-            changed_rows: list[tuple[Any, ...]] = []
-            changed_undated: list[tuple[Any, ...]] = []
-            new_terms: dict[str, TermVector | None] = {}
-            changed_terms: list[tuple[int, TermVector | None]] = []
-            resent: list[tuple[str, int]] = []
-            seen: set[str] = set()
-            for entry in entries:
-                if entry.guid in seen:  # a feed that repeats an id: the first occurrence wins
-                    continue
-                seen.add(entry.guid)
-                if entry.guid in buried:  # pruned by retention: its tombstone keeps it from coming back
-                    continue
-                old = known.get(entry.guid)
-                if old is None:
-                    new_rows.append(entry_row(state.feed_id, entry, stamp))
-                    new_terms[entry.guid] = entry.terms
-                elif old[1] != entry.content_hash:
-                    (changed_rows if entry.dated else changed_undated).append((*entry_values(entry), old[0]))
-                    changed_terms.append((old[0], entry.terms))
-                elif entry.source_hash and old[2] != entry.source_hash:  # the same content sent differently
-                    resent.append((entry.source_hash, old[0]))
-            conn.executemany(INSERT_ENTRY, new_rows)
-            conn.executemany("UPDATE entries SET source_hash = ? WHERE id = ?", resent)
-            conn.executemany(UPDATE_ENTRY, changed_rows)
-            # an undated entry keeps the dates it was first stored with: it is not news again for changing
-            conn.executemany(UPDATE_UNDATED_ENTRY, [without_dates(row) for row in changed_undated])
-            mark_listed_tombstones(conn, state.feed_id, buried)
-            new_entries = self._known_entries(state.feed_id, [row[1] for row in new_rows])
-            new_ids = tuple(new_entries.values())
-            self._write_terms([(new_entries[guid][0], terms) for guid, terms in new_terms.items()] + changed_terms)
-            conn.execute(
-                """UPDATE feeds SET title = ?, site_url = ?, etag = ?, last_modified = ?, body_hash = ?,
-                       last_fetched_at = ?, last_status = ?, last_error = ?, error_count = ?,
-                       failing_since = CASE WHEN ? IS NULL THEN NULL ELSE failing_since END,
-                       last_new_entry_at = CASE WHEN ? THEN ? ELSE last_new_entry_at END
-                   WHERE id = ?""",
-                (
-                    parsed.title, parsed.link, result.etag, result.last_modified, result.body_hash,
-                    stamp, result.http_status, error_text(parsed.warning), 0, parsed.warning,
-                    bool(new_rows), stamp, state.feed_id,
-                ),
-            )  # fmt: skip
-        return SavedFeed(new_ids=tuple(known[0] for known in new_ids), updated=len(changed_rows) + len(changed_undated))
+            guids = [entry.guid for entry in entries]
+            stored = self._entries_for_update(state.feed_id, guids)
+            buried = tombstoned(self.db.conn, state.feed_id, [guid for guid in guids if guid not in stored])
+            return self._write_update(decide_update(state.feed_id, stored, buried, result, parsed, entries, now))
+
+    def _write_update(self, update: FeedUpdateIntent) -> SavedFeed:
+        """Write one feed's update intents (inside the caller's transaction)."""
+        conn = self.db.conn
+        stamp = format_time(update.fetched_at)
+        conn.executemany(INSERT_ENTRY, [entry_row(update.feed_id, entry, stamp) for entry in update.new])
+        conn.executemany("UPDATE entries SET source_hash = ? WHERE id = ?", [(h, i) for i, h in update.resent])
+        rewritten = [(change, (*entry_values(change.entry), change.entry_id)) for change in update.changed]
+        conn.executemany(UPDATE_ENTRY, [row for change, row in rewritten if not change.keep_dates])
+        conn.executemany(UPDATE_UNDATED_ENTRY, [without_dates(row) for change, row in rewritten if change.keep_dates])
+        mark_listed_tombstones(conn, update.feed_id, update.listed_tombstones)
+        inserted = self._entries_for_update(update.feed_id, [entry.guid for entry in update.new])
+        self._write_terms(
+            [(inserted[entry.guid].entry_id, entry.terms) for entry in update.new]
+            + [(change.entry_id, change.entry.terms) for change in update.changed]
+        )
+        conn.execute(
+            """UPDATE feeds SET title = ?, site_url = ?, etag = ?, last_modified = ?, body_hash = ?,
+                   last_fetched_at = ?, last_status = ?, last_error = ?, error_count = 0,
+                   failing_since = CASE WHEN ? IS NULL THEN NULL ELSE failing_since END,
+                   last_new_entry_at = CASE WHEN ? THEN ? ELSE last_new_entry_at END
+               WHERE id = ?""",
+            (
+                update.title, update.site_url, update.etag, update.last_modified, update.body_hash,
+                stamp, update.http_status, error_text(update.warning), update.warning,
+                bool(update.new), stamp, update.feed_id,
+            ),
+        )  # fmt: skip
+        return SavedFeed(new_ids=tuple(known.entry_id for known in inserted.values()), updated=len(update.changed))
 
     def source_hashes(self, feed_id: int) -> dict[str, str]:
         """guid -> source hash of every stored entry of a feed (those stored before m007 have none)."""
@@ -109,8 +98,9 @@ class EntriesMixin(StoreBase):
             [term_vector_row(entry_id, terms) for entry_id, terms in vectors if terms],
         )
 
-    def _known_entries(self, feed_id: int, guids: Sequence[str]) -> dict[str, tuple[int, str, str | None]]:
-        found: dict[str, tuple[int, str, str | None]] = {}
+    def _entries_for_update(self, feed_id: int, guids: Sequence[str]) -> dict[str, EntryForUpdate]:
+        """What this store holds of a feed's entries with these guids, by guid."""
+        found: dict[str, EntryForUpdate] = {}
         for start in range(0, len(guids), 500):
             chunk = guids[start : start + 500]
             marks = ",".join("?" * len(chunk))
@@ -118,7 +108,7 @@ class EntriesMixin(StoreBase):
                 f"SELECT guid, id, content_hash, source_hash FROM entries WHERE feed_id = ? AND guid IN ({marks})",
                 (feed_id, *chunk),
             )
-            found.update((guid, (entry_id, content, source)) for guid, entry_id, content, source in cursor)
+            found.update((guid, EntryForUpdate(*held)) for guid, *held in cursor)
         return found
 
     # --- for story clustering --------------------------------------------------------------------------------
