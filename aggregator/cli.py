@@ -31,9 +31,10 @@ from .config import DEFAULT_CONFIG, Config, load_config
 from .errors import AggregatorError, QueryError
 from .models import FeedOutcome, FeedSource, FetchStatus, PassSummary, Story
 from .opml import opml_document
+from .publish import publish_outputs, write_atomically
 from .retention import prune_store
 from .store import FeedHealth, Highlighted, SearchResult, Store, format_time
-from .update import publish_outputs, run_pass, write_atomically
+from .update import run_pass
 
 __all__ = ["cli", "main"]
 

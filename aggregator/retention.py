@@ -16,8 +16,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from .config import Config
+from .publish import stories_for_output
 from .store import PruneResult, Store
-from .update import stories_for_output
 
 __all__ = ["prune_store", "shown_story_ids"]
 
