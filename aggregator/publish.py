@@ -105,8 +105,16 @@ _FIRST_PASS = datetime(1994, 1, 1, tzinfo=UTC)
 
 def _still_empty(path: Path, meta: OutputMeta, config: Config) -> bool:
     """Whether `path` holds this output without stories as an earlier pass wrote it: rendered at one of the
-    dates the file shows, it gives the file's bytes. Then it keeps that pass's date and is not rewritten."""
+    dates the file shows, it gives the file's bytes. Then it keeps that pass's date and is not rewritten.
+
+    Only a regular file about the size of this output without stories is read: never a FIFO (which would
+    block) or the 256 MiB file someone left at the path.
+    """
+    empty = render((), meta, config.sources())
     try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > 2 * len(empty):
+            return False
         old = path.read_bytes()
     except OSError:
         return False
