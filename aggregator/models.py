@@ -155,7 +155,11 @@ class ParsedFeed:
     link: str | None = None
     entries: tuple[ParsedEntry, ...] = ()
     version: str = ""
+    # how often the publisher says to poll: RSS <ttl>, and the syndication module's sy:updatePeriod (hourly,
+    # daily, weekly, monthly, yearly) divided by sy:updateFrequency
     ttl_minutes: int | None = None
+    update_period: str | None = None
+    update_frequency: int | None = None
     # set when the document was malformed but feedparser recovered entries from it
     warning: str | None = None
 
@@ -249,6 +253,8 @@ class FeedOutcome:
     http_status: int | None = None
     elapsed_ms: float = 0.0
     bytes: int = 0
+    # the polling interval the document read declares (schedule.declared_interval), seconds
+    declared_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,6 +115,8 @@ def _parse_xml_feed(body: bytes, headers: dict[str, str]) -> ParsedFeed:
         entries=entries,
         version=version or "unknown",
         ttl_minutes=_int(feed.get("ttl")),
+        update_period=_text(feed.get("sy_updateperiod")),
+        update_frequency=_int(feed.get("sy_updatefrequency")),
         warning=warning,
     )
 

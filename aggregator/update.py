@@ -44,7 +44,7 @@ from .fetch import Fetcher
 from .models import Entry, FeedOutcome, FeedSchedule, FeedState, FetchResult, FetchStatus, ParsedFeed, PassSummary, Plan
 from .normalize import identify, normalize_entry
 from .publish import publish_outputs
-from .schedule import Policy, plan_next_fetch
+from .schedule import Policy, declared_interval, plan_next_fetch
 from .store import Store
 from .workers import start_worker
 
@@ -238,10 +238,12 @@ def store_result(
     """Store one fetched feed, parsed here unless `prepared` by prepare_result; failures are recorded on it."""
     size = len(result.body) if result.body is not None else 0
 
-    def outcome(status: FetchStatus, new: int = 0, updated: int = 0, error: str | None = None) -> FeedOutcome:
+    def outcome(
+        status: FetchStatus, new: int = 0, updated: int = 0, error: str | None = None, declared: float | None = None
+    ) -> FeedOutcome:
         return FeedOutcome(
             result.url, status, new=new, updated=updated, error=error,
-            http_status=result.http_status, elapsed_ms=result.elapsed_ms, bytes=size,
+            http_status=result.http_status, elapsed_ms=result.elapsed_ms, bytes=size, declared_seconds=declared,
         )  # fmt: skip
 
     if result.status is FetchStatus.FAILED:
@@ -259,7 +261,13 @@ def store_result(
     assert prepared is not None
     parsed, entries = prepared
     saved = store.save_feed(state, result, parsed, entries, now)
-    return outcome(FetchStatus.OK, new=len(saved.new_ids), updated=saved.updated, error=parsed.warning)
+    return outcome(
+        FetchStatus.OK,
+        new=len(saved.new_ids),
+        updated=saved.updated,
+        error=parsed.warning,
+        declared=declared_interval(parsed),
+    )
 
 
 def record_next_fetch(
@@ -275,7 +283,11 @@ def record_next_fetch(
     time, a 410's disabling, a confirmed permanent redirect's move. Returns the plan and what storing it moved."""
     failed = outcome.status is FetchStatus.FAILED
     entry_times = store.entry_times(schedule.feed_id) if policy.adaptive and not failed else ()
-    plan = plan_next_fetch(schedule, result, policy, now, rng, failed=failed, entry_times=entry_times)
+    # a document not read again (a 304, the same bytes) declares what it declared last time
+    declared = outcome.declared_seconds if outcome.status is FetchStatus.OK else schedule.declared_seconds
+    plan = plan_next_fetch(
+        schedule, result, policy, now, rng, failed=failed, entry_times=entry_times, declared=declared
+    )
     return plan, store.record_schedule(plan, now)
 
 

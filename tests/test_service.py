@@ -653,6 +653,32 @@ def test_the_service_reads_only_the_clock_it_is_given(tmp_path: Path, server: Co
     run(scenario())
 
 
+def test_a_document_not_read_again_keeps_the_interval_it_declared(tmp_path: Path, server: ControlledServer) -> None:
+    body = rss("t", 2).replace(b"<channel>", b"<channel><ttl>120</ttl>")
+    server.routes["/t"] = feed(body, etag='"v1"')
+    url = server.url("/t")
+    config = write_config(tmp_path, [url], interval="30m", adaptive=True, jitter=0)
+    db = tmp_path / "aggregator.db"
+    clock = Clock()
+    seen: list[object] = []
+
+    async def scenario() -> None:
+        service = make_service(config, clock)
+        await service.open()
+        for answer in ("ttl", "304", "same bytes"):
+            if answer == "same bytes":
+                server.routes["/t"] = feed(body, etag='"v2"')  # a new ETag, the same document
+            summary = await service.poll()
+            assert summary is not None and len(summary.outcomes) == 1, answer
+            row = schedule_of(db, url)
+            seen.append(row["declared_interval_seconds"])
+            clock.at(when(row["next_fetch_at"]))
+        await service.stop()
+
+    run(scenario())
+    assert seen == [7200, 7200, 7200]
+
+
 # --- the parts alone: the scheduling loop, the publishing worker, the health report -----------------------------
 
 

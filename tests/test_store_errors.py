@@ -61,10 +61,8 @@ def damage(path: Path) -> None:
 
 
 READS: dict[str, Callable[[Store], Any]] = {
-    "feed_states": lambda s: s.feed_states(),
     "feeds": lambda s: s.feeds(),
     "source_hashes": lambda s: s.source_hashes(1),
-    "unassigned_entries": lambda s: s.unassigned_entries(),
     "unassigned_batches": lambda s: list(s.unassigned_batches()),
     "window_entries": lambda s: list(s.window_entries(NOW - timedelta(days=30))),
     "install_id": lambda s: s.install_id(),

@@ -113,16 +113,8 @@ class EntriesMixin(StoreBase):
 
     # --- for story clustering --------------------------------------------------------------------------------
 
-    def unassigned_entries(self) -> list[DedupItem]:
-        """Entries that belong to no story yet, oldest first (the order dedup must see them in)."""
-        rows = self._query(
-            f"""SELECT {DEDUP_COLUMNS} FROM entries e INDEXED BY entries_unassigned {JOIN_TERMS}
-                WHERE e.story_id IS NULL ORDER BY e.published, e.id"""
-        )
-        return [dedup_item_from_row(row) for row in rows]
-
     def unassigned_batches(self, size: int = 2000) -> Iterator[list[DedupItem]]:
-        """Entries without a story, oldest first like unassigned_entries(), `size` at a time.
+        """Entries without a story, oldest first (the order dedup must see them in), `size` at a time.
 
         Pages by (published, id), so the whole backlog (50,000 entries with their summary text after a cold
         pass over 1,000 feeds) is never in memory at once, and entries assigned meanwhile do not shift pages.

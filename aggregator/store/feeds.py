@@ -57,10 +57,6 @@ class FeedsMixin(StoreBase):
             )
         return cursor.rowcount > 0
 
-    def feed_states(self) -> dict[str, FeedState]:
-        """What we remember of every active feed, by URL."""
-        return {row["url"]: feed_state_from_row(row) for row in self._rows("SELECT * FROM feeds WHERE active = 1")}
-
     def feeds(self) -> list[dict[str, Any]]:
         """Every feed row, active ones first, as plain dictionaries."""
         return self._rows("SELECT * FROM feeds ORDER BY active DESC, id")
