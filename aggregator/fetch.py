@@ -9,7 +9,8 @@ message; nothing here raises for a bad feed. Every server is a stranger, so ever
   bounded steps, so a gzip or deflate bomb stops at the cap instead of inflating in memory;
 - redirects are followed by hand, at most MAX_REDIRECTS, only to http(s) URLs, without reading the bodies of
   the redirect responses;
-- host names are resolved by us before connecting, so the address actually dialled can be checked, and a DNS
+- host names are resolved by us before connecting (_GuardedBackend, under httpx through httpcore's public
+  network-backend API: _GuardedTransport), so the address actually dialled can be checked, and a DNS
   failure reads as one. A feed may reach a loopback, private, link-local or reserved address only at the host
   feeds.yaml names for it, and only with `allow_private_addresses` true: every other connection (a redirect
   to another host, whatever its DNS answers) goes through a client that dials public addresses only, so a

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 __all__ = [
     "Assignment",
+    "Clock",
     "DedupItem",
     "Enclosure",
     "Entry",
@@ -32,6 +34,9 @@ __all__ = [
     "StorySource",
     "TermVector",
 ]
+
+# Where the service and its parts read the time (UTC); tests pass a clock they move by hand.
+Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)

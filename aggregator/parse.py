@@ -1,9 +1,10 @@
 """Bytes and response headers -> ParsedFeed (RSS 0.9x/1.0/2.0, Atom 0.3/1.0, JSON Feed 1.0/1.1).
 
-The only feedparser user: its dictionaries never leave this module. The parser gets bytes, never a URL, so
-parsing cannot touch the network or the disk: feedparser's SAX parser has external entities switched off, so
-`<!ENTITY x SYSTEM "file:///etc/passwd">` and remote DTDs are never read. A document that is not a feed raises
-ParseError saying what it is instead; for an HTML page the message lists the feeds the page advertises.
+feedparser is used here (and, for what it does not publish, through feedparser_internals.py): its dictionaries
+never leave this module. The parser gets bytes, never a URL, so parsing cannot touch the network or the disk:
+feedparser's SAX parser has external entities switched off, so `<!ENTITY x SYSTEM "file:///etc/passwd">` and
+remote DTDs are never read. A document that is not a feed raises ParseError saying what it is instead; for an
+HTML page the message lists the feeds the page advertises.
 
 Parsing a stranger's bytes must stay bounded, and feedparser is pure Python, so before it runs we refuse
 documents whose cost we can see coming (see _check_budget): XML entities that would expand past

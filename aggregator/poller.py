@@ -32,7 +32,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from .config import Config
 from .errors import AggregatorError
 from .fetch import Fetcher
-from .models import FeedOutcome, FeedSchedule, FeedState, FetchResult, PassSummary
+from .models import Clock, FeedOutcome, FeedSchedule, FeedState, FetchResult, PassSummary
 from .schedule import Policy, next_wake, select_due
 from .store import Store, format_time
 from .update import record_next_fetch, update_feeds
@@ -51,12 +51,10 @@ DRIFT_SAMPLES = 10_000
 # When the store cannot plan (a database error, a bug), the clock looks again and the feeds left unplanned are
 # fetched again this many seconds later (or `min_interval`, if shorter), instead of at once and in a loop.
 RETRY_AFTER_ERROR = 30.0
-
-Clock = Callable[[], datetime]
-F = TypeVar("F", bound=Callable[..., Any])
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _scheduling(method: F) -> F:
+def _scheduling(method: _F) -> _F:
     """Count a scheduling step's CPU time (this thread's) in the poller's `scheduler_cpu_seconds`."""
 
     @functools.wraps(method)
@@ -67,7 +65,7 @@ def _scheduling(method: F) -> F:
         finally:
             self._scheduler_cpu += time.thread_time() - started
 
-    return cast(F, counted)
+    return cast(_F, counted)
 
 
 @dataclass(frozen=True, slots=True)

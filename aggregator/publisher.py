@@ -24,6 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from .clustering import StoryClusterer
 from .config import Config
 from .errors import AggregatorError
+from .models import Clock
 from .publish import publish_outputs
 from .retention import prune_store
 from .store import PruneResult, Store, format_time
@@ -37,8 +38,6 @@ REPUBLISH_EVERY = 3600.0
 # With `retention.keep_days` set, old stories are pruned this often, the first time a while after the start.
 PRUNE_EVERY = 24 * 3600.0
 FIRST_PRUNE_AFTER = 600.0
-
-Clock = Callable[[], datetime]
 
 
 class Publisher:

@@ -40,10 +40,13 @@ from .config import Config, FeedConfig
 from .models import FeedSchedule, FetchResult, ParsedFeed, Plan
 
 __all__ = [
+    "ADAPTIVE_FACTOR",
     "ADAPTIVE_MAX",
     "ADAPTIVE_MIN",
+    "ADAPTIVE_SAMPLE",
     "MAX_BACKOFF",
     "MAX_RETRY_AFTER",
+    "QUIET_FACTOR",
     "REDIRECT_CONFIRMATIONS",
     "Policy",
     "adaptive_interval",

@@ -46,7 +46,16 @@ from .config import Config, OutputConfig
 from .errors import AggregatorError, ConfigError
 from .render import MEDIA_TYPES, ServedOutput, render_index
 
-__all__ = ["HttpServer", "accepts_gzip", "create_app", "feed_path", "served_outputs"]
+__all__ = [
+    "CACHE_CONTROL",
+    "LISTEN_BACKLOG",
+    "Health",
+    "HttpServer",
+    "accepts_gzip",
+    "create_app",
+    "feed_path",
+    "served_outputs",
+]
 
 log = logging.getLogger(__name__)
 

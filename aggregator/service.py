@@ -28,7 +28,7 @@ import logging
 import os
 import random
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -41,7 +41,7 @@ from .config import Config, load_config
 from .errors import AggregatorError
 from .fetch import Fetcher
 from .health import health_report
-from .models import PassSummary
+from .models import Clock, PassSummary
 from .poller import Poller
 from .publisher import Publisher
 from .server import HttpServer, create_app, served_outputs
@@ -50,8 +50,6 @@ from .store import PruneResult, Store
 __all__ = ["Service", "ServiceState", "utc_now"]
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:

@@ -48,7 +48,16 @@ from .schedule import Policy, declared_interval, plan_next_fetch
 from .store import Store
 from .workers import start_worker
 
-__all__ = ["prepare_result", "record_next_fetch", "run_pass", "store_result", "update_feeds"]
+__all__ = [
+    "AfterStore",
+    "OnFeed",
+    "Prepared",
+    "prepare_result",
+    "record_next_fetch",
+    "run_pass",
+    "store_result",
+    "update_feeds",
+]
 
 log = logging.getLogger(__name__)
 

@@ -8,16 +8,32 @@ from collections.abc import Callable
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-__all__ = ["SCHEMA_VERSION", "migrate", "migrations"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "m001_initial",
+    "m002_scheduling",
+    "m003_query",
+    "m004_output_filters",
+    "m005_fts_on_text_updates",
+    "m006_entry_terms",
+    "m007_source_hash",
+    "m008_story_latest",
+    "m009_search_stemming",
+    "m010_install_id",
+    "m011_tombstones_listed",
+    "migrate",
+    "migration",
+    "migrations",
+]
 
 migrations = Migrations("aggregator")
 # The names of the steps, in order: the schema's version is how many there are.
 _STEPS: list[str] = []
 
-Step = Callable[[Database], None]
+_Step = Callable[[Database], None]
 
 
-def migration(step: Step) -> Step:
+def migration(step: _Step) -> _Step:
     """Register `step` as the next migration (sqlite-utils' `@migrations()`), counted in SCHEMA_VERSION."""
     _STEPS.append(step.__name__)
     return migrations()(step)

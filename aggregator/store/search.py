@@ -22,7 +22,19 @@ from .results import Highlighted, SearchMatch, SearchResult
 from .rows import format_time, parse_time
 from .stories import StoriesMixin
 
-__all__ = ["SearchMixin", "spelling_variants", "with_spelling_variants"]
+__all__ = [
+    "FTS_COLUMNS",
+    "FTS_HELP",
+    "HITS_PER_STORY",
+    "MARK_END",
+    "MARK_START",
+    "MAX_HITS",
+    "SNIPPET_TOKENS",
+    "SUGGEST_CUTOFF",
+    "SearchMixin",
+    "spelling_variants",
+    "with_spelling_variants",
+]
 
 # Hits fetched per story asked for: the entries of one story often rank together.
 HITS_PER_STORY = 5
@@ -30,7 +42,7 @@ MAX_HITS = 2000
 # Tokens of summary around the hits; about two lines of a terminal.
 SNIPPET_TOKENS = 24
 MARK_START, MARK_END = "\x02", "\x03"
-STORIES_BY_ID = "SELECT id, uid, title, url, published, feed_count FROM stories WHERE id IN ({marks})"
+_STORIES_BY_ID = "SELECT id, uid, title, url, published, feed_count FROM stories WHERE id IN ({marks})"
 FTS_COLUMNS = ("title", "summary_text")
 FTS_HELP = 'words, "exact phrase", prefix*, AND, OR, NOT, NEAR(word word, 10), (groups), title: word'
 # Outside double quotes, NEAR is an operator only when a group follows: "Li NEAR" is a mistake, not a word.
@@ -52,7 +64,7 @@ class SearchMixin(StoriesMixin):
 
         Each word is also searched in its other spelling (`labour` finds `labor`, see spelling_variants).
         """
-        check_fts_query(query)
+        _check_fts_query(query)
         typed, query = query, with_spelling_variants(query)
         where: list[str] = ["entries_fts MATCH ?"]
         params: list[Any] = [query]
@@ -96,11 +108,11 @@ class SearchMixin(StoriesMixin):
         }
         story_ids = [key[1] for key in groups if key[0] == "story"]
         marks = ",".join("?" * len(story_ids))
-        stories = {row["id"]: row for row in self._rows(STORIES_BY_ID.format(marks=marks), story_ids)}
+        stories = {row["id"]: row for row in self._rows(_STORIES_BY_ID.format(marks=marks), story_ids)}
         sources = self._sources(story_ids)
         results = []
         for (kind, key_id), members in groups.items():
-            matches = tuple(search_match(details[entry_id], rank) for entry_id, rank in members)
+            matches = tuple(_search_match(details[entry_id], rank) for entry_id, rank in members)
             story = stories.get(key_id) if kind == "story" else None
             lead = matches[0]
             results.append(
@@ -122,7 +134,7 @@ class SearchMixin(StoriesMixin):
         """For a query that found nothing: the same query with each word the index does not know replaced by
         the closest one it does (`goverment` -> `government`), or None."""
         try:
-            return did_you_mean(self.db.conn, query)
+            return _did_you_mean(self.db.conn, query)
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: {e}") from e
 
@@ -130,10 +142,10 @@ class SearchMixin(StoriesMixin):
         try:
             return self._query(sql, params)
         except StoreError as e:  # an FTS5 syntax error is the user's query, not the database
-            raise query_error(str(e.__cause__)) or e from e.__cause__
+            raise _query_error(str(e.__cause__)) or e from e.__cause__
 
 
-def check_fts_query(query: str) -> None:
+def _check_fts_query(query: str) -> None:
     if not query.strip():
         raise QueryError("the search query is empty")
     unquoted = re.sub(r'"[^"]*"', " ", query)
@@ -146,7 +158,7 @@ def check_fts_query(query: str) -> None:
         )
 
 
-def query_error(message: str) -> QueryError | None:
+def _query_error(message: str) -> QueryError | None:
     """The FTS5 complaint about a query as a user error, or None when the error is not about the query."""
     if message == "unterminated string":
         return QueryError("search query: a double quote is not closed")
@@ -168,7 +180,7 @@ def query_error(message: str) -> QueryError | None:
     return None
 
 
-def highlighted(marked: str | None) -> Highlighted:
+def _highlighted(marked: str | None) -> Highlighted:
     if not marked:
         return Highlighted("")
     text: list[str] = []
@@ -187,15 +199,15 @@ def highlighted(marked: str | None) -> Highlighted:
     return Highlighted("".join(text), tuple(spans))
 
 
-def search_match(row: Sequence[Any], rank: float) -> SearchMatch:
+def _search_match(row: Sequence[Any], rank: float) -> SearchMatch:
     entry_id, feed_id, feed_title, feed_url, url, published, title, snippet = row
     return SearchMatch(
         entry_id=entry_id,
         feed_id=feed_id,
         feed_title=feed_title,
         feed_url=feed_url,
-        title=highlighted(title),
-        snippet=highlighted(snippet),
+        title=_highlighted(title),
+        snippet=_highlighted(snippet),
         url=url,
         published=parse_time(published),
         score=float(f"{-rank:.4g}"),
@@ -322,7 +334,7 @@ _STEMMER = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.stemmer USING fts5(word, tok
 _STEMS = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.stemmer_vocab USING fts5vocab(temp, stemmer, row)"
 
 
-def did_you_mean(conn: sqlite3.Connection, query: str) -> str | None:
+def _did_you_mean(conn: sqlite3.Connection, query: str) -> str | None:
     """The query with each word the index does not know replaced by the closest word it does; None when every
     word is known or one has no close match. Words are compared as the index stores them (porter stems), and
     the suggestion is a word as some entry spells it."""
