@@ -164,7 +164,7 @@ def update(obj: Context, as_json: bool) -> None:
 @_reports_errors
 def publish(obj: Context) -> None:
     """Write the outputs from the store, without fetching."""
-    from .update import publish_outputs
+    from .publish import publish_outputs
 
     config = obj.config()
     with obj.store(config) as store:
@@ -707,7 +707,7 @@ def import_opml_command(obj: Context, file: str, as_json: bool, allow_private: b
 def export_opml_command(obj: Context, output: str | None, title: str) -> None:
     """Write the subscriptions as OPML 2.0 (the first tag of a feed becomes its folder)."""
     from .opml import opml_document
-    from .update import write_atomically
+    from .publish import write_atomically
 
     document = opml_document(obj.config().sources(), title)
     if output is None:

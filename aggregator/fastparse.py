@@ -22,16 +22,14 @@ are here with our own parser options.
 
 from __future__ import annotations
 
-import calendar
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from feedparser.datetimes import _parse_date
-from feedparser.mixin import _FeedParserMixin
 from lxml import etree
 
+from .feedparser_internals import NAMESPACES, parse_date
 from .models import Enclosure, ParsedEntry, ParsedFeed
 from .xmlsafe import safe_parser
 
@@ -77,8 +75,8 @@ _ATOM_FEED_TAGS = frozenset(
 _ATOM_AUTHOR_TAGS = frozenset({f"{_ATOM}name", f"{_ATOM}email", f"{_ATOM}uri"})
 # Namespaces (and prefixes) feedparser gives a meaning; an element of any other namespace is stored by feedparser
 # under its own name, which we never read (`wire:canonicalUrl` in shared/data/feeds), so it can be skipped.
-_FEEDPARSER_NAMESPACES = frozenset(_FeedParserMixin.namespaces)
-_FEEDPARSER_PREFIXES = frozenset(_FeedParserMixin.namespaces.values())
+_FEEDPARSER_NAMESPACES = frozenset(NAMESPACES)
+_FEEDPARSER_PREFIXES = frozenset(NAMESPACES.values())
 # A URL with a scheme: anything else is relative and would be resolved by feedparser against the document URL.
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 # Attributes whose relative URLs feedparser's HTML pass resolves against the document URL (its relative_uris).
@@ -345,13 +343,7 @@ def _date(element: Any) -> datetime | None:
     text = _plain(element) if element is not None else ""
     if not text.strip():
         return None
-    parsed = _parse_date(text)
-    if not parsed:
-        return None
-    try:
-        return datetime.fromtimestamp(calendar.timegm(parsed), UTC)
-    except (OverflowError, ValueError, OSError):
-        return None
+    return parse_date(text)
 
 
 def _text(value: str | None) -> str | None:

@@ -9,7 +9,8 @@ message; nothing here raises for a bad feed. Every server is a stranger, so ever
   bounded steps, so a gzip or deflate bomb stops at the cap instead of inflating in memory;
 - redirects are followed by hand, at most MAX_REDIRECTS, only to http(s) URLs, without reading the bodies of
   the redirect responses;
-- host names are resolved by us before connecting, so the address actually dialled can be checked, and a DNS
+- host names are resolved by us before connecting (_GuardedBackend, under httpx through httpcore's public
+  network-backend API: _GuardedTransport), so the address actually dialled can be checked, and a DNS
   failure reads as one. A feed may reach a loopback, private, link-local or reserved address only at the host
   feeds.yaml names for it, and only with `allow_private_addresses` true: every other connection (a redirect
   to another host, whatever its DNS answers) goes through a client that dials public addresses only, so a
@@ -30,7 +31,8 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
@@ -86,8 +88,8 @@ class Fetcher:
         self.refusal_hint = refusal_hint
         if transport is None:
             _warn_about_proxies()
-            self._public = self._client(_guarded_transport(settings, private_ok=False))
-            inside = _guarded_transport(settings, private_ok=True) if allow_private_addresses else None
+            self._public = self._client(_GuardedTransport(settings, private_ok=False))
+            inside = _GuardedTransport(settings, private_ok=True) if allow_private_addresses else None
             self._inside = self._client(inside) if inside is not None else self._public
         else:  # a test's or an embedder's transport: the network is theirs, nothing here to guard
             self._public = self._inside = self._client(transport)
@@ -482,16 +484,104 @@ async def _resolve(host: str, port: int) -> list[str]:
     return addresses
 
 
-def _guarded_transport(settings: FetchSettings, *, private_ok: bool) -> httpx.AsyncHTTPTransport:
-    transport = httpx.AsyncHTTPTransport(
-        limits=httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
-    )
-    pool = transport._pool
-    if not isinstance(pool, httpcore.AsyncConnectionPool):  # pragma: no cover - an httpx that changed inside
-        raise TypeError(f"cannot guard the addresses this httpx dials: its pool is a {type(pool).__name__}")
-    # httpx has no parameter for the network backend; its pool takes one, and reads it per connection.
-    pool._network_backend = _GuardedBackend(private_ok)
-    return transport
+class _GuardedTransport(httpx.AsyncBaseTransport):
+    """httpx's transport over an httpcore connection pool whose connections _GuardedBackend makes.
+
+    httpx's own AsyncHTTPTransport takes no network backend, so this is the same adapter on the public APIs of
+    both (an httpx custom transport; httpcore's `network_backend`): requests go to the pool as httpcore
+    requests, and httpcore's exceptions come back as httpx's, the most specific one that fits, while the
+    response is read too.
+    """
+
+    def __init__(self, settings: FetchSettings, *, private_ok: bool) -> None:
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=settings.concurrency,
+            max_keepalive_connections=settings.concurrency,
+            keepalive_expiry=5.0,  # httpx's default
+            network_backend=_GuardedBackend(private_ok),
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send one request through the pool; the response's body is streamed."""
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        core = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _httpx_errors():
+            response = await self._pool.handle_async_request(core)
+        assert isinstance(response.stream, AsyncIterable)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response.stream),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        with _httpx_errors():
+            await self._pool.aclose()
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """An httpcore response body read as an httpx stream, its errors as httpx's."""
+
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpx_errors():
+            async for part in self._stream:
+                yield part
+
+    async def aclose(self) -> None:
+        close = getattr(self._stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+# httpcore's exceptions and the httpx ones they become (as httpx's own transport maps them).
+_HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+)
+
+
+@contextmanager
+def _httpx_errors() -> Iterator[None]:
+    """An httpcore exception inside becomes the most specific httpx exception for it; others pass unchanged."""
+    try:
+        yield
+    except Exception as error:
+        mapped: type[httpx.HTTPError] | None = None
+        for core, ours in _HTTPX_ERRORS:
+            if isinstance(error, core) and (mapped is None or issubclass(ours, mapped)):
+                mapped = ours
+        if mapped is None:
+            raise
+        raise mapped(str(error)) from error
 
 
 def _warn_about_proxies() -> None:

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import hashlib
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 __all__ = [
     "Assignment",
+    "Clock",
     "DedupItem",
     "Enclosure",
     "Entry",
     "FeedOutcome",
+    "FeedSchedule",
     "FeedSource",
     "FeedState",
     "FetchResult",
@@ -26,10 +29,14 @@ __all__ = [
     "ParsedEntry",
     "ParsedFeed",
     "PassSummary",
+    "Plan",
     "Story",
     "StorySource",
     "TermVector",
 ]
+
+# Where the service and its parts read the time (UTC); tests pass a clock they move by hand.
+Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +58,38 @@ class FeedState:
     etag: str | None = None
     last_modified: str | None = None
     body_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSchedule:
+    """What the store remembers of a feed's polling: the input of every decision of schedule.py."""
+
+    feed_id: int
+    url: str
+    next_fetch_at: datetime | None = None
+    error_count: int = 0
+    disabled_reason: str | None = None
+    interval_seconds: int | None = None
+    declared_seconds: int | None = None
+    redirect_url: str | None = None
+    redirect_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to store after one fetch: when to poll next and why, and any move, disabling or host hold."""
+
+    feed_id: int
+    next_fetch_at: datetime | None
+    interval_seconds: int
+    reason: str
+    declared_seconds: int | None = None
+    redirect_url: str | None = None
+    redirect_count: int = 0
+    move_to: str | None = None
+    disabled_reason: str | None = None
+    host: str | None = None
+    host_until: datetime | None = None
 
 
 class FetchStatus(StrEnum):
@@ -121,7 +160,11 @@ class ParsedFeed:
     link: str | None = None
     entries: tuple[ParsedEntry, ...] = ()
     version: str = ""
+    # how often the publisher says to poll: RSS <ttl>, and the syndication module's sy:updatePeriod (hourly,
+    # daily, weekly, monthly, yearly) divided by sy:updateFrequency
     ttl_minutes: int | None = None
+    update_period: str | None = None
+    update_frequency: int | None = None
     # set when the document was malformed but feedparser recovered entries from it
     warning: str | None = None
 
@@ -215,6 +258,8 @@ class FeedOutcome:
     http_status: int | None = None
     elapsed_ms: float = 0.0
     bytes: int = 0
+    # the polling interval the document read declares (schedule.declared_interval), seconds
+    declared_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

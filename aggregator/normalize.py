@@ -21,6 +21,15 @@ import nh3
 from .models import Enclosure, Entry, ParsedEntry
 
 __all__ = [
+    "EARLIEST_PLAUSIBLE",
+    "MAX_FUTURE",
+    "MAX_HTML_CHARS",
+    "MAX_ID_CHARS",
+    "MAX_LIST_ITEMS",
+    "MAX_NAME_CHARS",
+    "MAX_TITLE_CHARS",
+    "MAX_URL_CHARS",
+    "NORMALIZE_VERSION",
     "canonical_url",
     "clean_text",
     "entry_guid",

@@ -29,7 +29,15 @@ from .models import FeedSource
 from .normalize import strip_invalid_xml
 from .xmlsafe import safe_parser
 
-__all__ = ["MAX_OPML_BYTES", "MAX_OUTLINE_DEPTH", "OpmlFeeds", "opml_document", "parse_opml", "read_opml"]
+__all__ = [
+    "MAX_OPML_BYTES",
+    "MAX_OUTLINE_DEPTH",
+    "OPML_DOCS",
+    "OpmlFeeds",
+    "opml_document",
+    "parse_opml",
+    "read_opml",
+]
 
 # The largest OPML exports we know of (a few thousand feeds) are under 2 MB.
 MAX_OPML_BYTES = 10 * 1024 * 1024

@@ -1,9 +1,10 @@
 """Bytes and response headers -> ParsedFeed (RSS 0.9x/1.0/2.0, Atom 0.3/1.0, JSON Feed 1.0/1.1).
 
-The only feedparser user: its dictionaries never leave this module. The parser gets bytes, never a URL, so
-parsing cannot touch the network or the disk: feedparser's SAX parser has external entities switched off, so
-`<!ENTITY x SYSTEM "file:///etc/passwd">` and remote DTDs are never read. A document that is not a feed raises
-ParseError saying what it is instead; for an HTML page the message lists the feeds the page advertises.
+feedparser is used here (and, for what it does not publish, through feedparser_internals.py): its dictionaries
+never leave this module. The parser gets bytes, never a URL, so parsing cannot touch the network or the disk:
+feedparser's SAX parser has external entities switched off, so `<!ENTITY x SYSTEM "file:///etc/passwd">` and
+remote DTDs are never read. A document that is not a feed raises ParseError saying what it is instead; for an
+HTML page the message lists the feeds the page advertises.
 
 Parsing a stranger's bytes must stay bounded, and feedparser is pure Python, so before it runs we refuse
 documents whose cost we can see coming (see _check_budget): XML entities that would expand past
@@ -35,6 +36,13 @@ import feedparser
 
 from .errors import ParseError
 from .fastparse import parse_fast
+from .feedparser_internals import (
+    content_type_charset,
+    declared_encoding,
+    decode_to_utf8,
+    keep_ids_as_published,
+    parse_date,
+)
 from .models import Enclosure, ParsedEntry, ParsedFeed
 
 __all__ = ["MAX_ENTITY_EXPANSION", "MAX_ENTRIES", "MAX_TAGS", "advertised_feeds", "drop_bad_char_refs", "parse_feed"]
@@ -55,13 +63,8 @@ MAX_ENTRIES = 5_000
 # How much of an HTML page is searched for <link rel="alternate">: the links live in <head>.
 _HTML_SCAN_BYTES = 1024 * 1024
 
-# feedparser resolves an entry's id against the document URL like a link (`<guid>123</guid>` becomes
-# `https://host/feed/123`, and `HTTP://x` becomes `http://x`). An id is a name, not a link: kept as published it
-# stays the same when the feed moves to another URL, where a resolved one would make every entry new again.
-# parse.py is the only feedparser user in the process, so narrowing this class attribute affects only us.
-feedparser.mixin._FeedParserMixin.can_be_relative_uri = frozenset(
-    feedparser.mixin._FeedParserMixin.can_be_relative_uri - {"id"}
-)
+# An id is a name, not a link: kept as published (see feedparser_internals).
+keep_ids_as_published()
 
 # feedparser flags these as bozo although the document parsed fine.
 _HARMLESS_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
@@ -115,6 +118,8 @@ def _parse_xml_feed(body: bytes, headers: dict[str, str]) -> ParsedFeed:
         entries=entries,
         version=version or "unknown",
         ttl_minutes=_int(feed.get("ttl")),
+        update_period=_text(feed.get("sy_updateperiod")),
+        update_frequency=_int(feed.get("sy_updatefrequency")),
         warning=warning,
     )
 
@@ -169,13 +174,13 @@ def _ascii_compatible(body: bytes, headers: dict[str, str]) -> tuple[bytes, dict
     handed on as UTF-8: the size budgets then count the markup that is parsed (a cp037 tag flood took 60 s
     and 792 MB before), and both parsers read the same bytes. Every other document passes untouched.
     """
-    _, charset = feedparser.encodings.parse_content_type(headers.get("content-type", ""))
-    declared = feedparser.encodings.RE_XML_PI_ENCODING.match(body.removeprefix(codecs.BOM_UTF8))
-    names = (charset, declared.group(1).decode("ascii", "replace") if declared else "")
+    names = (
+        content_type_charset(headers.get("content-type", "")),
+        declared_encoding(body.removeprefix(codecs.BOM_UTF8)),
+    )
     if not body.startswith(_WIDE_OR_EBCDIC_STARTS) and all(_is_ascii_compatible(name) for name in names):
         return body, headers
-    decoded = feedparser.encodings.convert_to_utf8(headers, body, {})
-    return decoded, {**headers, "content-type": "application/xml; charset=utf-8"}
+    return decode_to_utf8(headers, body), {**headers, "content-type": "application/xml; charset=utf-8"}
 
 
 def _is_ascii_compatible(name: str) -> bool:
@@ -453,8 +458,7 @@ def _iso_date(value: Any) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        parsed_time = feedparser._parse_date(value)
-        return _struct_time(parsed_time)
+        return parse_date(value)  # not RFC 3339: read as feedparser reads dates (RFC 822 and others)
     try:
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (OverflowError, ValueError):  # year 1 or 9999 shifted out of range by its offset

@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from .config import Config
+from .publish import stories_for_output
 from .store import PruneResult, Store
 
 __all__ = ["prune_store", "shown_story_ids"]
@@ -23,7 +24,7 @@ __all__ = ["prune_store", "shown_story_ids"]
 
 def shown_story_ids(config: Config, store: Store, now: datetime) -> set[int]:
     """Ids of the stories the configured outputs show now (the selection publish_outputs makes)."""
-    return {story.id for output in config.outputs for story in store.stories_for_output(output, now)}
+    return {story.id for output in config.outputs for story in stories_for_output(store, output, now)}
 
 
 def prune_store(

@@ -37,16 +37,17 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from .config import Config, FeedConfig
-from .models import FetchResult
+from .models import FeedSchedule, FetchResult, ParsedFeed, Plan
 
 __all__ = [
+    "ADAPTIVE_FACTOR",
     "ADAPTIVE_MAX",
     "ADAPTIVE_MIN",
+    "ADAPTIVE_SAMPLE",
     "MAX_BACKOFF",
     "MAX_RETRY_AFTER",
+    "QUIET_FACTOR",
     "REDIRECT_CONFIRMATIONS",
-    "FeedSchedule",
-    "Plan",
     "Policy",
     "adaptive_interval",
     "backoff_seconds",
@@ -83,27 +84,8 @@ MAX_RETRY_AFTER = 7 * 24 * 3600.0
 REDIRECT_CONFIRMATIONS = 3
 
 _SY_PERIODS = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400, "monthly": 30 * 86400, "yearly": 365 * 86400}
-_TTL_RE = re.compile(rb"<ttl>\s*(\d{1,7})\s*</ttl>", re.IGNORECASE)
-_SY_PERIOD_RE = re.compile(rb"<(?:[\w.-]+:)?updatePeriod>\s*(\w+)\s*</(?:[\w.-]+:)?updatePeriod>", re.IGNORECASE)
-_SY_FREQUENCY_RE = re.compile(rb"<(?:[\w.-]+:)?updateFrequency>\s*(\d{1,6})\s*</", re.IGNORECASE)
-_FIRST_ITEM_RE = re.compile(rb"<(?:[\w.-]+:)?(?:item|entry)[\s>/]", re.IGNORECASE)
 # max-age, not s-maxage: we are a private cache
 _MAX_AGE_RE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class FeedSchedule:
-    """What the store remembers of a feed's polling: the input of every decision here."""
-
-    feed_id: int
-    url: str
-    next_fetch_at: datetime | None = None
-    error_count: int = 0
-    disabled_reason: str | None = None
-    interval_seconds: int | None = None
-    declared_seconds: int | None = None
-    redirect_url: str | None = None
-    redirect_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,23 +103,6 @@ class Policy:
         interval = feed.interval if feed is not None and feed.interval is not None else config.interval
         adaptive = feed.adaptive if feed is not None and feed.adaptive is not None else config.adaptive
         return cls(interval=interval, min_interval=config.min_interval, adaptive=adaptive, jitter=config.jitter)
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What to store after one fetch: when to poll next and why, and any move, disabling or host hold."""
-
-    feed_id: int
-    next_fetch_at: datetime | None
-    interval_seconds: int
-    reason: str
-    declared_seconds: int | None = None
-    redirect_url: str | None = None
-    redirect_count: int = 0
-    move_to: str | None = None
-    disabled_reason: str | None = None
-    host: str | None = None
-    host_until: datetime | None = None
 
 
 # --- which feeds are due ------------------------------------------------------------------------------------
@@ -192,14 +157,16 @@ def plan_next_fetch(
     *,
     failed: bool,
     entry_times: Sequence[datetime] = (),
+    declared: float | None = None,
 ) -> Plan:
-    """Decide the next fetch of one feed after `result` (`failed` when the fetch or the parse failed)."""
+    """Decide the next fetch of one feed after `result` (`failed` when the fetch or the parse failed).
+
+    `declared` is the interval the feed declares (declared_interval of the document just read; of a document not
+    read again, a 304 or the same bytes, what the last one declared: `schedule.declared_seconds`).
+    """
     if failed:
         return _plan_failure(schedule, result, policy, now, rng)
     interval, reason = policy.interval, "interval"
-    declared = declared_interval(result.body) if result.body is not None else None
-    if declared is None and result.body is None:
-        declared = schedule.declared_seconds  # a 304 has no body: keep what the last one declared
     floor = policy.min_interval
     if policy.adaptive:
         derived = adaptive_interval(entry_times, now)
@@ -335,25 +302,18 @@ def cache_lifetime(header: Callable[[str], str | None], now: datetime) -> float 
     return seconds if seconds > 0 else None
 
 
-def declared_interval(body: bytes) -> float | None:
-    """The shortest polling interval a feed asks for in its header: RSS <ttl> or sy:updatePeriod/Frequency.
+def declared_interval(feed: ParsedFeed) -> float | None:
+    """The shortest polling interval a feed document asks for: RSS <ttl>, or sy:updatePeriod/updateFrequency.
 
-    Only the part before the first item is read, where channel-level elements live. When both are present
-    the longer one wins: each is a lower bound.
+    When both are present the longer one wins: each is a lower bound.
     """
-    first_item = _FIRST_ITEM_RE.search(body, 0, 65536)
-    head = body[: first_item.start() if first_item else 65536]
     found: list[float] = []
-    ttl = _TTL_RE.search(head)
-    if ttl and int(ttl.group(1)) > 0:
-        found.append(int(ttl.group(1)) * 60.0)
-    period = _SY_PERIOD_RE.search(head)
-    if period:
-        seconds = _SY_PERIODS.get(period.group(1).decode("ascii", "replace").lower())
-        frequency = _SY_FREQUENCY_RE.search(head)
-        times = int(frequency.group(1)) if frequency else 1
-        if seconds is not None and times > 0:
-            found.append(seconds / times)
+    if feed.ttl_minutes:
+        found.append(feed.ttl_minutes * 60.0)
+    period = _SY_PERIODS.get((feed.update_period or "").lower())
+    times = feed.update_frequency if feed.update_frequency is not None else 1
+    if period is not None and times > 0:
+        found.append(period / times)
     return max(found) if found else None
 
 

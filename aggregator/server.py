@@ -4,7 +4,8 @@ A thin face: the files publish_outputs wrote are served as they are on disk (so 
 old or a whole new file, never a partial one), each at `/feeds/<file name>` with its media type, a strong
 ETag (a digest of the bytes) and Last-Modified (the file's mtime), and a 304 for a conditional request that
 matches; gzipped, with the ETag of the gzipped bytes, for a client that accepts it. `/health` is JSON for
-monitors; `/` is a small page that links every output and advertises the feeds for autodiscovery. uvicorn's
+monitors; `/` is a small page (templates/index.html.j2) that links every output and advertises the feeds for
+autodiscovery. uvicorn's
 own signal handling is switched off: the service owns the signals.
 
 Every client is a stranger too. uvicorn alone keeps an idle connection open for ever until its first request
@@ -22,7 +23,6 @@ import asyncio
 import contextlib
 import gzip
 import hashlib
-import html
 import json
 import logging
 import os
@@ -44,9 +44,18 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from . import __version__
 from .config import Config, OutputConfig
 from .errors import AggregatorError, ConfigError
-from .render import FEED_NAMES, MEDIA_TYPES
+from .render import MEDIA_TYPES, ServedOutput, render_index
 
-__all__ = ["HttpServer", "accepts_gzip", "create_app", "feed_path", "served_outputs"]
+__all__ = [
+    "CACHE_CONTROL",
+    "LISTEN_BACKLOG",
+    "Health",
+    "HttpServer",
+    "accepts_gzip",
+    "create_app",
+    "feed_path",
+    "served_outputs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +216,12 @@ def accepts_gzip(accept_encoding: str) -> bool:
 
 
 def _not_modified(request: Request, etag: str, mtime: float) -> bool:
-    """RFC 9110 13.1: If-None-Match decides when present (weak comparison); else If-Modified-Since."""
+    """RFC 9110 13.1: If-None-Match decides when present (weak comparison); else If-Modified-Since.
+
+    By hand because Starlette has no such check for a response built in memory: StaticFiles compares its own
+    ETags (of mtime and size, one per file, not per encoding) and GZipMiddleware keeps the identity body's ETag
+    on the gzipped one; each output here has two representations, each with its own strong ETag.
+    """
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None:
         tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
@@ -223,34 +237,13 @@ def _not_modified(request: Request, etag: str, mtime: float) -> bool:
 
 
 def _index_page(config: Config) -> str:
-    outputs = served_outputs(config)
-    links, items = [], []
-    for name, output in outputs.items():
-        href = html.escape(f"/feeds/{name}")
-        title = html.escape(output.title)
-        media = MEDIA_TYPES[output.format]
-        if media in FEED_NAMES:
-            named = html.escape(f"{output.title} ({FEED_NAMES[media]})")
-            links.append(f'<link rel="alternate" type="{media}" title="{named}" href="{href}">')
-        items.append(f'<li><a href="{href}">{title}</a> <small>({html.escape(output.format)})</small></li>')
-    head = "\n    ".join(links)
-    body = "\n      ".join(items) or "<li>No outputs are configured.</li>"
-    return f"""<!DOCTYPE html>
-<html lang="en">
-  <head>
-    <meta charset="utf-8">
-    <title>aggregator</title>
-    {head}
-  </head>
-  <body>
-    <h1>aggregator</h1>
-    <ul>
-      {body}
-    </ul>
-    <p><a href="/health">health</a> · aggregator {html.escape(__version__)}</p>
-  </body>
-</html>
-"""
+    outputs = [
+        ServedOutput(
+            href=f"/feeds/{name}", title=output.title, format=output.format, media_type=MEDIA_TYPES[output.format]
+        )
+        for name, output in served_outputs(config).items()
+    ]
+    return render_index(outputs, __version__)
 
 
 class _Uvicorn(uvicorn.Server):

@@ -1,4 +1,19 @@
-"""One pass over the feeds: fetch -> parse -> normalize -> store -> dedup -> publish.
+"""One pass over feeds: fetch -> parse -> normalize -> store -> cluster. Publishing is publish.py's.
+
+Two callers, one function each:
+
+    run_pass (aggregator update: every enabled feed)      update_feeds (the service: one batch of due feeds)
+      store.sync_feeds, feed_schedules                      |
+      update_feeds ------------------------------------->  for each feed, concurrently:
+                                                              Fetcher.fetch          conditional GET (fetch.py)
+                                                              prepare_result         parse.py, normalize.py and each
+                                                                                     entry's term vector, in the parse
+                                                                                     worker (workers.py) or a thread
+                                                              store_result           decide.py -> Store.save_feed
+                                                              after_store(...)       the caller plans the next fetch
+                                                                                     (record_next_fetch)
+      cluster_new_entries (clustering.py)                   (the service clusters and publishes later,
+      publish_outputs (publish.py)                           debounced: publisher.py)
 
 Each feed is fetched concurrently (bounded in fetch.py) and stored in its own transaction as soon as it
 arrives, so one bad feed never stops the others and a crash loses at most the feeds still in flight. Story
@@ -10,59 +25,47 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import gc
-import itertools
 import logging
-import multiprocessing
-import os
 import random
-import re
-import signal
-import stat
-import sys
-import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from pathlib import Path
-from urllib.parse import urlsplit
+from datetime import datetime
 
 import httpx
 
-from .atomic import replace_file
 from .clustering import cluster_new_entries
-from .config import Config, OutputConfig
+from .config import Config
 from .dedup import term_vector
-from .errors import AggregatorError, OutputError, ParseError, StoreError
+from .errors import AggregatorError, ParseError, StoreError
 from .fetch import Fetcher
-from .models import Entry, FeedOutcome, FeedState, FetchResult, FetchStatus, OutputMeta, ParsedFeed, PassSummary
+from .models import Entry, FeedOutcome, FeedSchedule, FeedState, FetchResult, FetchStatus, ParsedFeed, PassSummary, Plan
 from .normalize import identify, normalize_entry
-from .render import MEDIA_TYPES, render
-from .schedule import FeedSchedule, Plan, Policy, plan_next_fetch
+from .publish import publish_outputs
+from .schedule import Policy, declared_interval, plan_next_fetch
 from .store import Store
+from .workers import start_worker
 
 __all__ = [
-    "output_id",
-    "output_meta",
+    "AfterStore",
+    "OnFeed",
+    "Prepared",
     "prepare_result",
-    "publish_outputs",
     "record_next_fetch",
     "run_pass",
     "store_result",
+    "update_feeds",
 ]
 
 log = logging.getLogger(__name__)
 
+# Called as each feed of `aggregator update` is done (its progress bar).
 OnFeed = Callable[[FeedOutcome], None]
-# Called right after each feed is stored, with what was fetched: the service plans the feed's next fetch
-# from the response (status, Retry-After, cache headers, redirects).
-OnResult = Callable[[FeedState, FetchResult, FeedOutcome], None]
+# Called right after each feed is stored, with what was fetched: the caller plans the feed's next fetch from
+# the response (status, Retry-After, cache headers, redirects).
+AfterStore = Callable[[FeedState, FetchResult, FeedOutcome], None]
 
 
 async def run_pass(
@@ -72,47 +75,58 @@ async def run_pass(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     on_feed: OnFeed | None = None,
-    feeds: Sequence[FeedState] | None = None,
-    fetcher: Fetcher | None = None,
-    on_result: OnResult | None = None,
-    finish: bool = True,
 ) -> PassSummary:
-    """Update every configured feed (or just `feeds`), cluster new entries into stories, write the outputs.
+    """`aggregator update`: fetch and store every configured feed but those the service disabled, record each
+    answer as the service would (a 410 disables its feed, a confirmed permanent redirect moves it), cluster
+    the new entries into stories and write the outputs."""
+    started = time.perf_counter()
+    synced = store.sync_feeds(config.sources(), now)
+    schedules = store.feed_schedules()  # as they were before this pass: what its plans start from
+    states = [state for state in synced.values() if not schedules[state.feed_id].disabled_reason]
+    record = _schedule_recorder(store, config, synced, schedules, now)
 
-    Over the whole config (`feeds` None, a one-shot `aggregator update`), feeds the service disabled are left
-    out, and without an `on_result` each feed's answer is recorded as the service records it (410, moves).
+    def after_store(state: FeedState, result: FetchResult, outcome: FeedOutcome) -> None:
+        if on_feed is not None:
+            on_feed(outcome)
+        record(state, result, outcome)
 
-    The service passes its long-lived `fetcher` (politeness limits and keep-alive span passes), and
-    `finish=False` to cluster and publish itself, debounced across its many small passes.
+    async with Fetcher(config.fetch, transport, allow_private_addresses=config.allow_private_addresses) as fetcher:
+        stored = await update_feeds(store, fetcher, states, now, after_store=after_store)
+    cluster_started = time.perf_counter()
+    clustered = cluster_new_entries(store, config, now)
+    cluster_seconds = time.perf_counter() - cluster_started
+    publish_outputs(config, store, now)
+    return replace(stored, seconds=time.perf_counter() - started, clustered=clustered, cluster_seconds=cluster_seconds)
+
+
+async def update_feeds(
+    store: Store,
+    fetcher: Fetcher,
+    feeds: Sequence[FeedState],
+    now: datetime,
+    *,
+    after_store: AfterStore | None = None,
+) -> PassSummary:
+    """Fetch, parse, normalize and store each of `feeds` concurrently; `after_store` hears of each as it is stored.
+
+    The service passes its long-lived `fetcher` (politeness limits and keep-alive span passes) and clusters
+    and publishes itself, debounced across its many small passes. Only a database failure stops the pass.
     """
     started = time.perf_counter()
-    if feeds is not None:
-        states = list(feeds)
-    else:  # a one-shot pass over the config: every feed but the disabled ones, each answer recorded
-        synced = store.sync_feeds(config.sources(), now)
-        schedules = store.feed_schedules()  # as they were before this pass: what its plans start from
-        states = [state for state in synced.values() if not schedules[state.feed_id].disabled_reason]
-        if on_result is None:
-            on_result = _schedule_recorder(store, config, synced, schedules, now)
     outcomes: list[FeedOutcome] = []
+    # Each feed goes fetch -> parse -> store in its own task, and at most this many hold a body at once:
+    # bodies are freed as soon as their feed is stored, not kept by finished tasks until the pass ends.
+    in_flight = asyncio.Semaphore(2 * fetcher.settings.concurrency)
     async with contextlib.AsyncExitStack() as stack:
-        if fetcher is None:
-            fetcher = await stack.enter_async_context(
-                Fetcher(config.fetch, transport, allow_private_addresses=config.allow_private_addresses)
-            )
-        pool = _parse_pool(len(states))
+        pool = start_worker(len(feeds))
         if pool is not None:
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
-        active = fetcher
-        # Each feed goes fetch -> parse -> store in its own task, and at most this many hold a body at once:
-        # bodies are freed as soon as their feed is stored, not kept by finished tasks until the pass ends.
-        in_flight = asyncio.Semaphore(2 * config.fetch.concurrency)
 
         async def update_one(state: FeedState) -> None:
             async with in_flight:
                 result = FetchResult(state.url, FetchStatus.FAILED)
                 try:
-                    result = await active.fetch(state)
+                    result = await fetcher.fetch(state)
                     # parsing a large or hostile feed takes seconds of CPU: in a worker process (or a thread),
                     # so the other fetches keep reading their sockets and no deadline runs out waiting for it
                     unchanged = result.body_hash == state.body_hash  # the same bytes as last time: never parsed
@@ -130,89 +144,20 @@ async def run_pass(
                 result.elapsed_ms, outcome.new,
             )  # fmt: skip
             outcomes.append(outcome)
-            if on_feed is not None:
-                on_feed(outcome)
-            if on_result is not None:
-                on_result(state, result, outcome)
+            if after_store is not None:
+                after_store(state, result, outcome)
 
-        tasks = [asyncio.ensure_future(update_one(state)) for state in states]
+        tasks = [asyncio.ensure_future(update_one(state)) for state in feeds]
         for task in tasks:  # a cancelled pass (service shutdown) leaves no fetch running behind it
             stack.callback(task.cancel)
         for next_done in asyncio.as_completed(tasks):
             await next_done
-    clustered, cluster_seconds = 0, 0.0
-    if finish:
-        cluster_started = time.perf_counter()
-        clustered = cluster_new_entries(store, config, now)
-        cluster_seconds = time.perf_counter() - cluster_started
-        publish_outputs(config, store, now)
     outcomes.sort(key=lambda o: o.url)
-    return PassSummary(
-        outcomes=tuple(outcomes),
-        seconds=time.perf_counter() - started,
-        clustered=clustered,
-        cluster_seconds=cluster_seconds,
-    )
+    return PassSummary(outcomes=tuple(outcomes), seconds=time.perf_counter() - started)
 
 
 # What parsing a fetched body produced: the feed and its normalized entries, or the ParseError.
 Prepared = tuple[ParsedFeed, list[Entry]] | ParseError
-
-# Passes over at least this many feeds parse and normalize in a worker process, on the other core, while this
-# process fetches, stores and clusters: parse + normalize is about 15 ms of CPU per 50-entry feed, and a
-# small pass (the service's usual one) is not worth a fork.
-POOL_MIN_FEEDS = 32
-
-
-def _parse_pool(feeds: int) -> ProcessPoolExecutor | None:
-    """One forked worker for prepare_result, started now (before the pass starts threads); None if not worth it."""
-    if feeds < POOL_MIN_FEEDS or (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return None
-    if threading.active_count() > 1:
-        return None  # forking a process with threads (a long-lived service) can deadlock the child
-    pool = ProcessPoolExecutor(
-        max_workers=1,
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=_die_with_parent,
-        initargs=(os.getpid(),),
-    )
-    # Frozen, the objects of this process are never visited by the child's garbage collector, which would
-    # otherwise write to (and so copy) every page of them: the worker shared ~30 of its ~60 MB without this.
-    gc.freeze()
-    try:
-        pool.submit(int).result(timeout=30)  # fork the worker while this process has a single thread
-    except Exception:
-        log.warning("no worker process for parsing; parsing in threads", exc_info=True)
-        pool.shutdown(wait=False, cancel_futures=True)
-        return None
-    finally:
-        gc.unfreeze()
-    return pool
-
-
-# prctl(2) option: the signal this process gets when the thread that forked it ends (Linux).
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> None:
-    """First thing in the parse worker: it ends when the pass's process ends, however that ends.
-
-    A worker whose parent was killed (SIGTERM, kill -9) waited forever on a queue nobody writes to, about
-    100 MB each, holding the database open. On Linux the kernel kills it (PR_SET_PDEATHSIG); everywhere, a
-    thread notices the parent is gone (the worker was handed to another parent) within a second.
-    """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(1)
-    threading.Thread(target=_exit_without_parent, args=(parent,), name="parent-watch", daemon=True).start()
-
-
-def _exit_without_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
 
 
 async def _prepare(
@@ -302,10 +247,12 @@ def store_result(
     """Store one fetched feed, parsed here unless `prepared` by prepare_result; failures are recorded on it."""
     size = len(result.body) if result.body is not None else 0
 
-    def outcome(status: FetchStatus, new: int = 0, updated: int = 0, error: str | None = None) -> FeedOutcome:
+    def outcome(
+        status: FetchStatus, new: int = 0, updated: int = 0, error: str | None = None, declared: float | None = None
+    ) -> FeedOutcome:
         return FeedOutcome(
             result.url, status, new=new, updated=updated, error=error,
-            http_status=result.http_status, elapsed_ms=result.elapsed_ms, bytes=size,
+            http_status=result.http_status, elapsed_ms=result.elapsed_ms, bytes=size, declared_seconds=declared,
         )  # fmt: skip
 
     if result.status is FetchStatus.FAILED:
@@ -323,7 +270,13 @@ def store_result(
     assert prepared is not None
     parsed, entries = prepared
     saved = store.save_feed(state, result, parsed, entries, now)
-    return outcome(FetchStatus.OK, new=len(saved.new_ids), updated=saved.updated, error=parsed.warning)
+    return outcome(
+        FetchStatus.OK,
+        new=len(saved.new_ids),
+        updated=saved.updated,
+        error=parsed.warning,
+        declared=declared_interval(parsed),
+    )
 
 
 def record_next_fetch(
@@ -339,15 +292,19 @@ def record_next_fetch(
     time, a 410's disabling, a confirmed permanent redirect's move. Returns the plan and what storing it moved."""
     failed = outcome.status is FetchStatus.FAILED
     entry_times = store.entry_times(schedule.feed_id) if policy.adaptive and not failed else ()
-    plan = plan_next_fetch(schedule, result, policy, now, rng, failed=failed, entry_times=entry_times)
+    # a document not read again (a 304, the same bytes) declares what it declared last time
+    declared = outcome.declared_seconds if outcome.status is FetchStatus.OK else schedule.declared_seconds
+    plan = plan_next_fetch(
+        schedule, result, policy, now, rng, failed=failed, entry_times=entry_times, declared=declared
+    )
     return plan, store.record_schedule(plan, now)
 
 
 def _schedule_recorder(
     store: Store, config: Config, states: dict[str, FeedState], schedules: dict[int, FeedSchedule], now: datetime
-) -> OnResult:
-    """The `on_result` of a one-shot pass: each answer is recorded as the service records it, so a feed that
-    answers 410 is disabled (no later pass fetches it) and a permanent redirect seen three times moves it."""
+) -> AfterStore:
+    """What a one-shot pass does after storing each feed: record its answer as the service records it, so a feed
+    that answers 410 is disabled (no later pass fetches it) and a permanent redirect seen three times moves it."""
     policies = {states[f.url].feed_id: Policy.from_config(config, f) for f in config.feeds if f.url in states}
     rng = random.Random()
 
@@ -364,121 +321,3 @@ def _schedule_recorder(
             log.warning("%s moved permanently to %s: fetching the new URL from now on", state.url, plan.move_to)
 
     return record
-
-
-def output_meta(config: Config, output: OutputConfig, install_id: str, now: datetime | None = None) -> OutputMeta:
-    """Feed-level facts of one output, from the config, the store's install id and the time of the pass."""
-    alternates = tuple(
-        (other.title, MEDIA_TYPES[other.format], other.url or Path(other.path).name)
-        for other in config.outputs
-        if other.format in ("atom", "rss", "json")
-    )
-    return OutputMeta(
-        title=output.title,
-        format=output.format,
-        id=output_id(config, output, install_id),
-        self_url=output.url,
-        site_url=config.site_url,
-        hub_url=output.hub,
-        description=output.description,
-        alternates=alternates,
-        pass_time=now,
-    )
-
-
-def output_id(config: Config, output: OutputConfig, install_id: str) -> str:
-    """The output's feed id (Atom `id`, JSON Feed `_aggregator.id`): the same on every pass, and never another
-    install's, since readers may take two feeds with one id for one feed.
-
-    Its `url` when set; else a tag URI of `site_url` and the file name; else a UUID of the store's random
-    install id (Store.install_id) and the file name.
-    """
-    name = Path(output.path).name
-    if output.url:
-        return output.url
-    site = urlsplit(config.site_url or "")
-    if site.hostname:
-        folder = site.path if site.path.endswith("/") else site.path + "/"
-        return f"tag:{site.hostname},2026:{folder}{name}"
-    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'urn:aggregator:{install_id}:{name}')}"
-
-
-def publish_outputs(config: Config, store: Store, now: datetime) -> list[Path]:
-    """Write every output file from the store; a file whose bytes would not change is left untouched.
-
-    An output with no story is dated by the pass that first wrote it so (`now`), and kept with that date by
-    the passes after it while it stays empty: the same store gives the same bytes.
-    """
-    written = []
-    install_id = store.install_id()
-    for output in config.outputs:
-        stories = store.stories_for_output(output, now)
-        meta = output_meta(config, output, install_id, now)
-        path = config.resolve(output.path)
-        if not stories and _still_empty(path, meta, config):
-            continue
-        if write_atomically(path, render(stories, meta, feeds=config.sources())):
-            written.append(path)
-    return written
-
-
-# Dates an output writes for itself: RFC 3339 (Atom, JSON Feed, HTML) and RFC 822 (RSS).
-_OUTPUT_DATES = re.compile(
-    rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ|[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT"
-)
-# An output without stories is a header of a few hundred bytes (an HTML page: a few kilobytes).
-_MAX_EMPTY_OUTPUT = 64 * 1024
-# Dates before this are not a pass's: an older release dated every empty output 1970-01-01.
-_FIRST_PASS = datetime(1994, 1, 1, tzinfo=UTC)
-
-
-def _still_empty(path: Path, meta: OutputMeta, config: Config) -> bool:
-    """Whether `path` holds this output without stories as an earlier pass wrote it: rendered at one of the
-    dates the file shows, it gives the file's bytes. Then it keeps that pass's date and is not rewritten."""
-    try:
-        # only a small regular file can be an output without stories: never read a FIFO or a huge file
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_EMPTY_OUTPUT:
-            return False
-        old = path.read_bytes()
-    except OSError:
-        return False
-    # An output without stories shows one date; a file with stories shows many, and is not it: three will do.
-    dates = dict.fromkeys(found.group() for found in _OUTPUT_DATES.finditer(old))
-    for found in itertools.islice(dates, 3):
-        text = found.decode("ascii")
-        try:
-            moment = datetime.fromisoformat(text) if text[0].isdigit() else parsedate_to_datetime(text)
-        except ValueError:
-            continue
-        if moment >= _FIRST_PASS and render((), replace(meta, pass_time=moment), config.sources()) == old:
-            return True
-    return False
-
-
-def write_atomically(path: Path, body: bytes) -> bool:
-    """Replace `path` with `body` via a temporary file and rename; False when the file already holds it.
-
-    Only a regular file of exactly this size is read to compare: never a FIFO (which would block) or a 3 GiB
-    file someone left there.
-    """
-    try:
-        try:
-            existing = path.stat()
-        except (FileNotFoundError, NotADirectoryError):
-            existing = None
-        if existing is not None and not stat.S_ISREG(existing.st_mode):
-            raise OutputError(f"{path}: cannot write the output: something other than a regular file is there")
-        if existing is not None and existing.st_size == len(body) and path.read_bytes() == body:
-            return False
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            blocker = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
-            raise OutputError(
-                f"{path}: cannot write the output: {blocker or path.parent} is a file, not a folder"
-            ) from None
-        replace_file(path, body)
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write the output: {e.strerror or e}") from e
-    return True

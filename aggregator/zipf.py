@@ -1,33 +1,31 @@
 """Word frequencies on the Zipf scale, as wordfreq gives them, from a compact copy of its English list.
 
-wordfreq's lookup keeps a dict of its 321,000 English words (39 MB in every process that clusters) and
-tokenizes each word it is asked about (about 35 microseconds). Story matching asks about every new word of
-every entry, nearly all of them English words of plain letters. Those are looked up here, in the same list
-packed into a hash table of flat arrays (about 8 MB, built in 0.2 s, about 1 microsecond a lookup); any
-other word (digits, apostrophes, other scripts and languages) goes to wordfreq. Both ways give the same
-number (tests/test_zipf.py checks it).
+wordfreq's lookup tokenizes each word it is asked about (about 35 microseconds). Story matching asks about
+every new word of every entry, nearly all of them English words of plain letters. Those are looked up here, in
+the same list (wordfreq.get_frequency_list, its public reader) packed into a hash table of flat arrays (about
+1 microsecond a lookup); any other word (digits, apostrophes, other scripts and languages) goes to wordfreq.
+Both ways give the same number (tests/test_zipf.py checks it).
+
+The list was once read from wordfreq's data file directly, one bucket at a time, for its memory; measured on
+the real-corpus passes of benchmarks/compare.py, the public reader costs 1-2 MB of peak PSS more (140 against
+138 MB), so the file's layout is no longer ours to follow (benchmarks/README.md, "Library internals").
 """
 
 from __future__ import annotations
 
-import gzip
-import logging
 import math
 import threading
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from functools import lru_cache
 
 __all__ = ["zipf_frequency"]
 
-log = logging.getLogger(__name__)
-
 
 def zipf_frequency(word: str, lang: str) -> float:
     """wordfreq.zipf_frequency(word, lang) for a lowercased word: 0.0 for unknown words, about 7.7 for "the"."""
-    table = _english() if lang == "en" and word.isascii() and word.isalpha() else None
-    if table is not None:
-        bucket = table.bucket(word.encode("ascii"))
+    if lang == "en" and word.isascii() and word.isalpha():
+        bucket = _english().bucket(word.encode("ascii"))
         return 0.0 if bucket is None else _bucket_zipf(bucket)
     from wordfreq import zipf_frequency as wordfreq_zipf
 
@@ -69,40 +67,19 @@ class _WordTable:
 
 
 _english_table: _WordTable | None = None
-_english_failed = False
 _building = threading.Lock()
 
 
-def _english() -> _WordTable | None:
-    """The English table, built on first use (0.2 s), once even when several threads ask at the same time;
-    None when wordfreq's data cannot be read this way (another layout in a future release): then every word
-    goes to wordfreq itself, slower but the same numbers."""
-    global _english_table, _english_failed
-    if _english_table is None and not _english_failed:
+def _english() -> _WordTable:
+    """The English table, built on first use (0.4 s), once even when several threads ask at the same time."""
+    global _english_table
+    if _english_table is None:
         with _building:
-            if _english_table is None and not _english_failed:
-                try:
-                    _english_table = _WordTable(_word_lists("en"))
-                except Exception:
-                    log.warning("cannot read wordfreq's English list directly; using wordfreq", exc_info=True)
-                    _english_failed = True
+            if _english_table is None:
+                from wordfreq import get_frequency_list
+
+                _english_table = _WordTable(get_frequency_list("en", "best"))
     return _english_table
-
-
-def _word_lists(lang: str) -> Iterator[list[str]]:
-    """wordfreq's lists of words by frequency bucket, read one list at a time (wordfreq's own reader
-    unpacks all 321,000 words at once, and the process keeps the ~55 MB that took)."""
-    import msgpack
-    from wordfreq import available_languages
-
-    with gzip.open(available_languages("best")[lang], "rb") as stream:
-        unpacker = msgpack.Unpacker(stream, raw=False)
-        count = unpacker.read_array_header()
-        header = unpacker.unpack()
-        if not isinstance(header, dict) or header.get("format") != "cB" or header.get("version") != 1:
-            raise ValueError(f"unexpected wordfreq data header: {header!r}")
-        for _ in range(count - 1):
-            yield unpacker.unpack()
 
 
 @lru_cache(maxsize=1024)

@@ -6,7 +6,7 @@
 
 The store is made by `Store.open` (so it has the real schema, indexes and FTS triggers) and filled with
 deterministic synthetic feeds, entries and stories through executemany. Each output is then published the way
-`update.publish_outputs` does it (`Store.latest_stories` -> `render` -> `write_atomically`, the file removed
+`publish.publish_outputs` does it (`Store.latest_stories` -> `render` -> `write_atomically`, the file removed
 first so every run really writes and fsyncs); the table shows the median of `--repeat` runs, split into query,
 render and write. The target (issue 5): under 100 ms for 100 stories in any format, whatever the store's size.
 Exit status 1 when a plain `limit: 100` output misses it.
@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aggregator.config import Config, OutputConfig
 from aggregator.models import FeedSource
+from aggregator.publish import output_meta, write_atomically
 from aggregator.render import render
 from aggregator.store import Store, format_time
-from aggregator.update import output_meta, write_atomically
 
 TARGET_MS = 100.0
 FORMATS = ("atom", "rss", "json", "html", "opml")

@@ -25,8 +25,8 @@ import pytest
 from conftest import query
 
 from aggregator.errors import StoreError
-from aggregator.store import SCHEMA_VERSION, Store, core
-from aggregator.update import POOL_MIN_FEEDS
+from aggregator.store import SCHEMA_VERSION, Store, base
+from aggregator.workers import POOL_MIN_FEEDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -109,7 +109,7 @@ def test_opening_waits_while_another_process_switches_a_new_database_to_wal(
         retrying.set()
         time.sleep(seconds)
 
-    monkeypatch.setattr(core, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep), raising=False)
+    monkeypatch.setattr(base, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep), raising=False)
     outcome: list[object] = []
     opener = threading.Thread(target=lambda: outcome.append(_open_or_error(path)))
     opener.start()
@@ -183,6 +183,6 @@ def test_the_parse_worker_dies_with_a_killed_pass(tmp_path: Path, kill: signal.S
 
 def test_without_prctl_the_worker_still_notices_its_parent_is_gone() -> None:
     # The portable fallback on its own: a worker whose parent is no longer the one it was forked from exits.
-    code = "import os; from aggregator.update import _exit_without_parent; _exit_without_parent(os.getppid() + 1)"
+    code = "import os; from aggregator.workers import _exit_without_parent; _exit_without_parent(os.getppid() + 1)"
     done = subprocess.run([sys.executable, "-c", code], timeout=60)
     assert done.returncode == 1

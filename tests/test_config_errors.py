@@ -12,7 +12,7 @@ import pytest
 from conftest import run_cli
 
 from aggregator.errors import OutputError
-from aggregator.update import write_atomically
+from aggregator.publish import write_atomically
 
 OK_FEED = "https://example.com/feed.xml"
 

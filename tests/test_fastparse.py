@@ -44,7 +44,8 @@ def stored(feed: ParsedFeed) -> tuple[Any, ...]:
     """Everything the store keeps of a parsed feed, but the source hash (a digest of the parser's raw output,
     so it differs by parser; it only decides whether an entry is normalized again)."""
     entries = [replace(normalize_entry(entry, BASE, NOW), source_hash="") for entry in feed.entries]
-    return (feed.title, feed.link, feed.version, feed.ttl_minutes, feed.warning, entries)
+    declared = (feed.ttl_minutes, feed.update_period, feed.update_frequency)
+    return (feed.title, feed.link, feed.version, declared, feed.warning, entries)
 
 
 def files(root: Path) -> Iterator[Path]:

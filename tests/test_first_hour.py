@@ -23,9 +23,9 @@ from lxml import etree
 from test_service import ServiceProcess
 
 from aggregator.config import load_config
+from aggregator.publish import publish_outputs
 from aggregator.render import rfc3339
 from aggregator.store import Store, format_time
-from aggregator.update import publish_outputs
 
 RSS = """<?xml version="1.0"?><rss version="2.0"><channel><title>{title}</title><link>https://{host}/</link>
 {items}</channel></rss>"""

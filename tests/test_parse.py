@@ -55,6 +55,18 @@ def test_json_feed() -> None:
     assert feed.entries[1].authors == ("Jane",)
 
 
+def test_a_json_feed_date_that_is_not_rfc_3339_is_read_as_feedparser_reads_dates() -> None:
+    # feedparser._parse_date (a private name that no longer exists at the top of feedparser) made this whole
+    # feed "unreadable document: the parser failed (AttributeError ...)"
+    body = (
+        b'{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": ['
+        b'{"id": "1", "title": "a", "date_published": "Sun, 06 Sep 2009 16:20:00 GMT"},'
+        b'{"id": "2", "title": "b", "date_published": "not a date"}]}'
+    )
+    feed = parse_feed(body)
+    assert [(e.id, e.published) for e in feed.entries] == [("1", datetime(2009, 9, 6, 16, 20, tzinfo=UTC)), ("2", None)]
+
+
 def test_real_capture_of_a_news_feed() -> None:
     feed = parse_feed((DATA / "cna_world.xml").read_bytes())
     assert feed.version == "rss20"

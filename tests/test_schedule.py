@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from aggregator.config import parse_config
-from aggregator.models import FetchResult, FetchStatus
+from aggregator.models import FeedSchedule, FetchResult, FetchStatus, ParsedFeed
+from aggregator.parse import parse_feed
 from aggregator.schedule import (
     ADAPTIVE_MAX,
     ADAPTIVE_MIN,
     MAX_BACKOFF,
     MAX_RETRY_AFTER,
     REDIRECT_CONFIRMATIONS,
-    FeedSchedule,
     Policy,
     adaptive_interval,
     backoff_seconds,
@@ -175,8 +175,10 @@ def test_the_floor_holds_even_when_a_slot_is_nearer() -> None:
     assert plan.next_fetch_at is not None and (plan.next_fetch_at - now).total_seconds() >= 300
 
 
-def test_not_modified_keeps_the_declared_interval_of_the_last_body() -> None:
-    plan = plan_next_fetch(feed(declared_seconds=7200), not_modified(), ADAPTIVE, T0, rng(), failed=False)
+def test_a_declared_interval_is_a_hard_floor_and_a_body_without_one_forgets_it() -> None:
+    # what record_next_fetch passes for a 304: the stored declaration
+    kept = feed(declared_seconds=7200)
+    plan = plan_next_fetch(kept, not_modified(), ADAPTIVE, T0, rng(), failed=False, declared=7200)
     assert (plan.interval_seconds, plan.reason, plan.declared_seconds) == (7200, "declared", 7200)
     assert wait_of(plan.next_fetch_at) == slot_wait(7200, floor=7200)  # a declared interval is a hard floor
     # a new body that no longer declares one forgets it
@@ -185,9 +187,8 @@ def test_not_modified_keeps_the_declared_interval_of_the_last_body() -> None:
 
 
 def test_fixed_interval_ignores_publisher_hints() -> None:
-    body = b"<rss><channel><ttl>600</ttl><item></item></channel></rss>"
-    result = ok(body, headers=(("cache-control", "max-age=86400"),))
-    plan = plan_next_fetch(feed(), result, FIXED, T0, rng(), failed=False)
+    result = ok(headers=(("cache-control", "max-age=86400"),))
+    plan = plan_next_fetch(feed(), result, FIXED, T0, rng(), failed=False, declared=36000)
     assert (plan.interval_seconds, plan.reason, plan.declared_seconds) == (1800, "interval", 36000)
     assert wait_of(plan.next_fetch_at) == slot_wait(1800)
 
@@ -195,9 +196,9 @@ def test_fixed_interval_ignores_publisher_hints() -> None:
 @pytest.mark.parametrize(
     ("body", "headers", "expected", "reason"),
     [
-        (b"<rss><channel><ttl>120</ttl></channel></rss>", {}, 7200, "declared"),
-        (b"<rss><channel><ttl>5</ttl></channel></rss>", {}, 1800, "interval"),  # a lower bound only
-        (b"<rss><channel><ttl>100000</ttl></channel></rss>", {}, ADAPTIVE_MAX, "declared"),  # capped
+        (b"<rss version='2.0'><channel><ttl>120</ttl></channel></rss>", {}, 7200, "declared"),
+        (b"<rss version='2.0'><channel><ttl>5</ttl></channel></rss>", {}, 1800, "interval"),  # a lower bound only
+        (b"<rss version='2.0'><channel><ttl>100000</ttl></channel></rss>", {}, ADAPTIVE_MAX, "declared"),  # capped
         (None, {"cache-control": "public, max-age=3600"}, 3600, "cache"),
         (None, {"cache-control": "no-cache, max-age=3600"}, 1800, "interval"),
         (None, {"cache-control": "max-age=0"}, 1800, "interval"),
@@ -215,7 +216,8 @@ def test_adaptive_respects_publisher_lower_bounds(
     result = (
         ok(body, headers=tuple(headers.items())) if body is not None else not_modified(headers=tuple(headers.items()))
     )
-    plan = plan_next_fetch(feed(), result, ADAPTIVE, T0, rng(), failed=False)
+    declared = declared_interval(parse_feed(body)) if body is not None else None
+    plan = plan_next_fetch(feed(), result, ADAPTIVE, T0, rng(), failed=False, declared=declared)
     assert (plan.interval_seconds, plan.reason) == (expected, reason)
     floor = expected if reason != "interval" else 300
     assert wait_of(plan.next_fetch_at) == slot_wait(expected, floor=floor) >= floor
@@ -247,20 +249,31 @@ def test_adaptive_without_history_uses_the_configured_interval() -> None:
     assert (plan.interval_seconds, plan.reason) == (1800, "interval")
 
 
-def test_declared_interval_reads_ttl_and_syndication_module_from_the_channel_only() -> None:
-    assert declared_interval(b"<rss><channel><ttl> 60 </ttl><item/></channel></rss>") == 3600
+def test_declared_interval_reads_ttl_and_the_syndication_module_of_the_channel() -> None:
+    def declared(document: bytes) -> float | None:
+        return declared_interval(parse_feed(document))
+
+    assert declared(b"<rss version='2.0'><channel><ttl> 60 </ttl><item/></channel></rss>") == 3600
     wordpress = (
-        b'<rss xmlns:sy="http://purl.org/rss/1.0/modules/syndication/"><channel>'
+        b'<rss version="2.0" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/"><channel>'
         b"<sy:updatePeriod>\n\thourly\t</sy:updatePeriod><sy:updateFrequency>\n\t2\t</sy:updateFrequency>"
         b"<item><title>x</title></item></channel></rss>"
     )
-    assert declared_interval(wordpress) == 1800
-    assert declared_interval(b"<rdf:RDF><channel><syn:updatePeriod>daily</syn:updatePeriod></channel>") == 86400
-    # both present: each is a lower bound, so the longer one holds
-    assert declared_interval(b"<rss><channel><ttl>30</ttl><sy:updatePeriod>hourly</sy:updatePeriod></channel>") == 3600
-    assert declared_interval(b"<rss><channel><item><ttl>60</ttl></item></channel></rss>") is None
-    assert declared_interval(b"<rss><channel><ttl>0</ttl><sy:updatePeriod>sometimes</sy:updatePeriod>") is None
-    assert declared_interval(b'{"version": "https://jsonfeed.org/version/1.1"}') is None
+    assert declared(wordpress) == 1800
+    rss1 = (
+        b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/" '
+        b'xmlns:syn="http://purl.org/rss/1.0/modules/syndication/"><channel rdf:about="x">'
+        b'<syn:updatePeriod>daily</syn:updatePeriod></channel><item rdf:about="y"><title>a</title></item></rdf:RDF>'
+    )
+    assert declared(rss1) == 86400  # any prefix bound to the syndication namespace
+    # both present: each is a lower bound, so the longer one holds; a ttl after the items is the channel's too
+    both = b"<rss version='2.0' xmlns:sy='http://purl.org/rss/1.0/modules/syndication/'><channel><item/><ttl>30</ttl>"
+    assert declared(both + b"<sy:updatePeriod>HOURLY</sy:updatePeriod></channel></rss>") == 3600
+    assert declared(b"<rss version='2.0'><channel><item><title>x</title><ttl>60</ttl></item></channel></rss>") is None
+    nothing = b"<rss version='2.0' xmlns:sy='http://purl.org/rss/1.0/modules/syndication/'><channel><ttl>0</ttl>"
+    assert declared(nothing + b"<sy:updatePeriod>sometimes</sy:updatePeriod><item/></channel></rss>") is None
+    assert declared(b'{"version": "https://jsonfeed.org/version/1.1", "title": "j", "items": []}') is None
+    assert declared_interval(ParsedFeed(update_period="weekly", update_frequency=0)) is None
 
 
 def test_cache_lifetime() -> None:

@@ -30,8 +30,14 @@ from typing import Any, TypeVar
 import pytest
 from conftest import query, run_cli, write_config
 
+from aggregator.config import load_config
+from aggregator.fetch import Fetcher
+from aggregator.health import health_report
+from aggregator.poller import Poller, PollStats
+from aggregator.publisher import Publisher
 from aggregator.schedule import feed_slot
 from aggregator.service import Service, ServiceState
+from aggregator.store import Store
 
 T = TypeVar("T")
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -524,7 +530,7 @@ def test_the_clock_polls_on_schedule_and_publishing_is_debounced(
         jitter=0,
         service={"publish_debounce_seconds": 2, "reload_check_seconds": 0},
     )
-    caplog.set_level("INFO", logger="aggregator.service")
+    caplog.set_level("INFO", logger="aggregator")
 
     async def scenario() -> float:
         service = Service(config, handle_signals=False)
@@ -557,7 +563,7 @@ def test_a_database_error_in_the_clock_is_logged_and_the_clock_goes_on(
         tmp_path, [server.url("/f")], interval="1s", min_interval="1s", jitter=0, service={"reload_check_seconds": 0}
     )
     db = tmp_path / "aggregator.db"
-    caplog.set_level("INFO", logger="aggregator.service")
+    caplog.set_level("INFO", logger="aggregator")
 
     async def until(condition: Callable[[], bool]) -> None:
         while not condition():
@@ -637,14 +643,107 @@ def test_the_service_reads_only_the_clock_it_is_given(tmp_path: Path, server: Co
             assert service._scheduler is not None
             prune = service._scheduler.get_job("prune")
             assert prune.next_run_time == later + timedelta(minutes=10)
-            service._unpublished = True
-            service._request_publish()  # what a clock-driven pass that stored news asks for
+            service.publisher.note_news()
+            service.publisher.request()  # what a clock-driven pass that stored news asks for
             publish = service._scheduler.get_job("publish")
             assert later <= publish.next_run_time <= later + timedelta(seconds=10)
         finally:
             await service.stop()
 
     run(scenario())
+
+
+def test_a_document_not_read_again_keeps_the_interval_it_declared(tmp_path: Path, server: ControlledServer) -> None:
+    body = rss("t", 2).replace(b"<channel>", b"<channel><ttl>120</ttl>")
+    server.routes["/t"] = feed(body, etag='"v1"')
+    url = server.url("/t")
+    config = write_config(tmp_path, [url], interval="30m", adaptive=True, jitter=0)
+    db = tmp_path / "aggregator.db"
+    clock = Clock()
+    seen: list[object] = []
+
+    async def scenario() -> None:
+        service = make_service(config, clock)
+        await service.open()
+        for answer in ("ttl", "304", "same bytes"):
+            if answer == "same bytes":
+                server.routes["/t"] = feed(body, etag='"v2"')  # a new ETag, the same document
+            summary = await service.poll()
+            assert summary is not None and len(summary.outcomes) == 1, answer
+            row = schedule_of(db, url)
+            seen.append(row["declared_interval_seconds"])
+            clock.at(when(row["next_fetch_at"]))
+        await service.stop()
+
+    run(scenario())
+    assert seen == [7200, 7200, 7200]
+
+
+# --- the parts alone: the scheduling loop, the publishing worker, the health report -----------------------------
+
+
+def test_the_poller_alone_polls_what_is_due_and_plans_it(tmp_path: Path, server: ControlledServer) -> None:
+    server.routes["/a"] = feed(rss("a", 2))
+    url = server.url("/a")
+    config = load_config(write_config(tmp_path, [url], interval="30m", jitter=0))
+    news: list[str] = []
+
+    async def scenario() -> None:
+        with Store.open(config.database_path) as store:
+            states = store.sync_feeds(config.sources(), T0)
+            async with Fetcher(config.fetch, allow_private_addresses=True) as fetcher:
+                poller = Poller(store, fetcher, clock=Clock(), rng=random.Random(1), on_news=lambda: news.append("x"))
+                poller.use_config(config, states)
+                summary = await poller.poll()
+                assert summary is not None and (summary.ok, summary.new) == (1, 2)
+                assert await poller.poll() is None  # planned half an hour on: nothing due
+                stats = poller.stats()
+                assert (stats.fetches, stats.in_flight, len(stats.drift)) == (1, 0, 1)
+                assert stats.last_pass is not None and stats.last_pass["entries_new"] == 2
+
+    run(scenario())
+    assert news == ["x"]
+    assert when(schedule_of(config.database_path, url)["next_fetch_at"]) == slot_time(
+        url, 1800, T0 + timedelta(minutes=30)
+    )
+
+
+def test_the_publisher_alone_clusters_and_writes_only_when_there_is_news(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, ["https://a.example/feed"]))
+    output = config.resolve(config.outputs[0].path)
+    clock = Clock()
+
+    async def scenario() -> None:
+        publisher = Publisher(lambda: config, config.database_path, clock=clock)
+        with Store.open(config.database_path):
+            pass
+        await publisher.publish()  # a new publisher publishes once: a crash may have left news unpublished
+        assert output.exists() and publisher.last_publish == {"at": "2026-03-01T09:00:00Z", "clustered": 0,
+                                                                "outputs_changed": 1}  # fmt: skip
+        output.unlink()
+        await publisher.publish()  # nothing new: no work
+        assert not output.exists()
+        publisher.note_news()
+        await publisher.publish()
+        assert output.exists()
+        assert await publisher.prune() is None  # retention.keep_days is not set
+
+    run(scenario())
+
+
+def test_the_health_report_alone() -> None:
+    feeds = {"total": 2, "ok": 0, "failing": 2, "disabled": 0, "new": 0, "last_fetched_at": "2026-03-01T09:00:00Z"}
+    stats = PollStats(last_pass=None, in_flight=1, fetches=4, scheduler_cpu_seconds=0.01234, drift=(0.4, 0.1, 0.2, 0.3))
+    report = health_report(state="running", started_at=T0, feeds=feeds, polling=stats, last_publish=None)
+    assert report["status"] == "failing"  # every fetched feed is failing: /health answers 503
+    assert report["feeds"] == {"total": 2, "ok": 0, "failing": 2, "disabled": 0, "new": 0}
+    assert (report["last_fetched_at"], report["started_at"]) == ("2026-03-01T09:00:00Z", "2026-03-01T09:00:00Z")
+    assert (report["polling"], report["in_flight"], report["fetches"], report["scheduler_cpu_seconds"]) == (
+        True, 1, 4, 0.012,
+    )  # fmt: skip
+    assert report["drift_seconds"] == {"samples": 4, "median": 0.25, "p99": 0.4}
+    served = health_report(state="running", started_at=None, feeds={}, polling=None, last_publish=None)
+    assert (served["status"], served["polling"], served["drift_seconds"]["samples"]) == ("ok", False, 0)
 
 
 # --- config reload ----------------------------------------------------------------------------------------------

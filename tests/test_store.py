@@ -13,11 +13,16 @@ from aggregator.clustering import cluster_new_entries
 from aggregator.config import parse_config
 from aggregator.dedup import term_vector
 from aggregator.errors import StoreError
-from aggregator.models import FeedSource, FetchResult, FetchStatus, ParsedEntry, ParsedFeed
+from aggregator.models import DedupItem, FeedSource, FetchResult, FetchStatus, ParsedEntry, ParsedFeed
 from aggregator.normalize import normalize_entry
 from aggregator.store import SCHEMA_VERSION, Store
 
 NOW = datetime(2026, 8, 20, 12, 0, tzinfo=UTC)
+
+
+def unassigned(store: Store) -> list[DedupItem]:
+    """Every entry without a story, oldest first, as clustering reads them."""
+    return [item for batch in store.unassigned_batches() for item in batch]
 
 
 def _fill(store: Store, url: str, titles: list[str]) -> None:
@@ -69,9 +74,9 @@ def test_entries_without_a_story_are_clustered_by_the_next_pass(tmp_path: Path) 
     with Store.open(tmp_path / "a.db") as store:
         _fill(store, "https://a.example/f", ["Rates held", "Port strike"])
         # as if a crash had happened between storing the feed and clustering
-        assert len(store.unassigned_entries()) == 2
+        assert len(unassigned(store)) == 2
         assert cluster_new_entries(store, config, NOW) == 2
-        assert store.unassigned_entries() == []
+        assert unassigned(store) == []
         assert cluster_new_entries(store, config, NOW) == 0
         assert store.count("stories") == 2
 
@@ -106,10 +111,10 @@ def test_term_vectors_round_trip_and_a_broken_one_is_rebuilt(tmp_path: Path) -> 
         entries = [replace(e, terms=v) for e, v in zip(entries, vectors, strict=True)]
         result = FetchResult(url, FetchStatus.OK, http_status=200, body=b"x")
         store.save_feed(state, result, ParsedFeed(title="T"), entries, NOW)
-        assert [item.terms for item in store.unassigned_entries()] == vectors
+        assert [item.terms for item in unassigned(store)] == vectors
         # a row that does not add up (one float short) reads as missing, and the entry brings its text
         store.db.conn.execute("UPDATE entry_terms SET weights = substr(weights, 9) WHERE entry_id = 1")
-        first, second = store.unassigned_entries()
+        first, second = unassigned(store)
         assert (first.terms, first.title) == (None, "Volcano erupts near Grindavik")
         assert second.terms == vectors[1]
         config = parse_config({"feeds": [{"url": url}]}, tmp_path / "feeds.yaml")

@@ -21,7 +21,7 @@ from conftest import query
 from aggregator.clustering import cluster_new_entries
 from aggregator.config import load_config
 from aggregator.store import Store
-from aggregator.update import POOL_MIN_FEEDS
+from aggregator.workers import POOL_MIN_FEEDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 

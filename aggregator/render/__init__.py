@@ -1,5 +1,7 @@
 """Stories -> output documents: Atom 1.0, RSS 2.0, JSON Feed 1.1, an HTML page, and OPML of the feeds. Pure.
 
+Also the server's index page (`render_index`), since the HTML templates live here.
+
 One module per format; `render` picks by the output's `format`. Nothing here reads the clock or the disk:
 the same stories always give the same bytes (a feed's `updated` is its newest story's), so an unchanged
 store leaves each file and its ETag untouched and subscribers are not woken for nothing.
@@ -16,7 +18,7 @@ from ..errors import OutputError
 from ..models import FeedSource, OutputMeta, Story
 from ._common import FEED_NAMES, plain_text, rfc822, rfc3339, safe_html, safe_url, sources_html
 from .atom import render_atom
-from .html import render_html
+from .html import ServedOutput, render_html, render_index
 from .jsonfeed import render_json
 from .opml import render_opml
 from .rss import render_rss
@@ -25,10 +27,12 @@ __all__ = [
     "FEED_NAMES",
     "FORMATS",
     "MEDIA_TYPES",
+    "ServedOutput",
     "plain_text",
     "render",
     "render_atom",
     "render_html",
+    "render_index",
     "render_json",
     "render_opml",
     "render_rss",

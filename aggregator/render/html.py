@@ -22,10 +22,12 @@ if TYPE_CHECKING:
 from ..models import OutputMeta, Story
 from ._common import FEED_NAMES, feed_updated, plain_text, rfc3339, safe_enclosures, safe_html, safe_url
 
-__all__ = ["MEDIA_TYPE", "TEMPLATE", "render_html"]
+__all__ = ["INDEX_TEMPLATE", "MEDIA_TYPE", "TEMPLATE", "ServedOutput", "render_html", "render_index"]
 
 MEDIA_TYPE = "text/html"
 TEMPLATE = "river.html.j2"
+# The server's `/` page (templates/index.html.j2): every output it serves, the feeds advertised for autodiscovery.
+INDEX_TEMPLATE = "index.html.j2"
 # English names, not the locale's: the same stories must give the same bytes on every machine.
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
@@ -92,6 +94,26 @@ def render_html(stories: Sequence[Story], meta: OutputMeta) -> bytes:
         )
     )
     return page.encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class ServedOutput:
+    """One output as the server's index page links it."""
+
+    href: str
+    title: str
+    format: str
+    media_type: str
+
+    @property
+    def feed_name(self) -> str | None:
+        """`Atom`, `RSS` or `JSON Feed` for a feed a reader may subscribe to (autodiscovery); None otherwise."""
+        return FEED_NAMES.get(self.media_type)
+
+
+def render_index(outputs: Sequence[ServedOutput], version: str) -> str:
+    """The server's index page: a link to every output, with `<link rel="alternate">` for the feeds."""
+    return _environment().get_template(INDEX_TEMPLATE).render(outputs=outputs, version=version)
 
 
 @lru_cache(maxsize=1)

@@ -23,7 +23,13 @@ from ._common import (
 )
 from ._xml import Element, root, sub, to_bytes
 
-__all__ = ["MEDIA_TYPE", "render_rss"]
+__all__ = [
+    "ATOM_NS",
+    "CONTENT_NS",
+    "DC_NS",
+    "MEDIA_TYPE",
+    "render_rss",
+]
 
 MEDIA_TYPE = "application/rss+xml"
 ATOM_NS = "http://www.w3.org/2005/Atom"

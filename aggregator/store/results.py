@@ -9,6 +9,15 @@ from ..models import (
     StorySource,
 )
 
+__all__ = [
+    "FeedHealth",
+    "Highlighted",
+    "PruneResult",
+    "SavedFeed",
+    "SearchMatch",
+    "SearchResult",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class SavedFeed:

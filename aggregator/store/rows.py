@@ -17,14 +17,43 @@ from ..models import (
     DedupItem,
     Enclosure,
     Entry,
+    FeedSchedule,
     FeedSource,
     FeedState,
     Story,
     StorySource,
     TermVector,
 )
-from ..schedule import FeedSchedule
 from .results import FeedHealth
+
+__all__ = [
+    "DATE_COLUMNS",
+    "DEDUP_COLUMNS",
+    "DEDUP_TEXT",
+    "ENTRY_COLUMNS",
+    "FEED_HEALTH_COLUMNS",
+    "INSERT_ENTRY",
+    "JOIN_TERMS",
+    "MAX_ERROR_CHARS",
+    "TERMS_COLUMNS",
+    "UPDATE_ENTRY",
+    "UPDATE_UNDATED_ENTRY",
+    "dedup_item_from_row",
+    "entry_row",
+    "entry_values",
+    "error_text",
+    "feed_health_from_row",
+    "feed_state_from_row",
+    "format_time",
+    "optional_time",
+    "parse_time",
+    "schedule_from_row",
+    "story_from_row",
+    "term_vector_from_row",
+    "term_vector_row",
+    "without_dates",
+]
+
 
 # A stored problem (feeds.last_error) is one line of plain text: a feed's server writes part of it (the links an
 # HTML page advertises, a status reason), so control characters and bidi overrides go, and it is capped.
@@ -64,6 +93,7 @@ TERMS_COLUMNS = "entry_id, terms, weights, keys, title_key, title_weight, headli
 
 
 def entry_values(entry: Entry) -> tuple[Any, ...]:
+    """An entry's values for ENTRY_COLUMNS, in order."""
     return (
         entry.url,
         entry.canonical_url,
@@ -82,14 +112,17 @@ def entry_values(entry: Entry) -> tuple[Any, ...]:
 
 
 def without_dates(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An UPDATE_ENTRY row without its published and updated values, for UPDATE_UNDATED_ENTRY."""
     return tuple(value for i, value in enumerate(row) if i not in DATE_COLUMNS)
 
 
 def entry_row(feed_id: int, entry: Entry, first_seen: str) -> tuple[Any, ...]:
+    """A new entry's values for INSERT_ENTRY."""
     return (feed_id, entry.guid, first_seen, *entry_values(entry))
 
 
 def dedup_item_from_row(row: Sequence[Any]) -> DedupItem:
+    """A row of DEDUP_COLUMNS as what clustering looks at."""
     return DedupItem(
         entry_id=row[0],
         feed_id=row[1],
@@ -102,6 +135,7 @@ def dedup_item_from_row(row: Sequence[Any]) -> DedupItem:
 
 
 def term_vector_row(entry_id: int, v: TermVector) -> tuple[Any, ...]:
+    """An entry's term vector as a row of entry_terms (TERMS_COLUMNS)."""
     # both float arrays in one blob: the unit weights, then the raw weights
     return (entry_id, " ".join(v.terms), v.weights.tobytes() + v.raw.tobytes(), " ".join(v.keys), v.title_key,
             v.title_weight, int(v.headline), int(v.has_summary))  # fmt: skip
@@ -131,6 +165,7 @@ def term_vector_from_row(row: Sequence[Any]) -> TermVector | None:
 
 
 def schedule_from_row(row: dict[str, Any]) -> FeedSchedule:
+    """A feeds row as what scheduling knows of the feed."""
     return FeedSchedule(
         feed_id=row["id"],
         url=row["fetch_url"] or row["url"],
@@ -145,6 +180,7 @@ def schedule_from_row(row: dict[str, Any]) -> FeedSchedule:
 
 
 def feed_state_from_row(row: dict[str, Any]) -> FeedState:
+    """A feeds row as what a conditional GET needs."""
     return FeedState(
         feed_id=row["id"],
         url=row.get("fetch_url") or row["url"],  # a confirmed permanent redirect is fetched at its target
@@ -155,6 +191,7 @@ def feed_state_from_row(row: dict[str, Any]) -> FeedState:
 
 
 def story_from_row(row: dict[str, Any], sources: tuple[StorySource, ...]) -> Story:
+    """A stories row joined with its lead entry's text, and its outlets, as an output's Story."""
     return Story(
         id=row["id"],
         uid=row["uid"],
@@ -173,6 +210,7 @@ def story_from_row(row: dict[str, Any], sources: tuple[StorySource, ...]) -> Sto
 
 
 def optional_time(text: str | None) -> datetime | None:
+    """parse_time for a column that may be NULL."""
     return parse_time(text) if text else None
 
 
@@ -183,6 +221,7 @@ FEED_HEALTH_COLUMNS = (
 
 
 def feed_health_from_row(row: Sequence[Any], source: FeedSource | None) -> FeedHealth:
+    """A row of FEED_HEALTH_COLUMNS as a line of `aggregator feeds`; `source` is its feed in the config, if any."""
     (feed_id, url, title, tags, failing_since, error_count, last_status, last_error, disabled_reason,
      last_fetched_at, next_fetch_at, last_new_entry_at, entries) = row  # fmt: skip
     # The view's status, except that the config, not the last pass, says whether a feed is still subscribed.

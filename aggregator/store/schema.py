@@ -3,14 +3,43 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+__all__ = [
+    "SCHEMA_VERSION",
+    "m001_initial",
+    "m002_scheduling",
+    "m003_query",
+    "m004_output_filters",
+    "m005_fts_on_text_updates",
+    "m006_entry_terms",
+    "m007_source_hash",
+    "m008_story_latest",
+    "m009_search_stemming",
+    "m010_install_id",
+    "m011_tombstones_listed",
+    "migrate",
+    "migration",
+    "migrations",
+]
+
 migrations = Migrations("aggregator")
+# The names of the steps, in order: the schema's version is how many there are.
+_STEPS: list[str] = []
+
+_Step = Callable[[Database], None]
 
 
-@migrations()
+def migration(step: _Step) -> _Step:
+    """Register `step` as the next migration (sqlite-utils' `@migrations()`), counted in SCHEMA_VERSION."""
+    _STEPS.append(step.__name__)
+    return migrations()(step)
+
+
+@migration
 def m001_initial(db: Database) -> None:
     """Feeds, entries, stories and full-text search over entries."""
     db.execute("""
@@ -78,7 +107,7 @@ def m001_initial(db: Database) -> None:
     db.table("entries").enable_fts(["title", "summary_text"], create_triggers=True, tokenize="unicode61")
 
 
-@migrations()
+@migration
 def m002_scheduling(db: Database) -> None:
     """The service's schedule: next fetch per feed, why, disabled feeds, confirmed redirects, held hosts."""
     for column in (
@@ -98,7 +127,7 @@ def m002_scheduling(db: Database) -> None:
     db.execute("CREATE TABLE host_holds (host TEXT PRIMARY KEY, until TEXT NOT NULL, reason TEXT) WITHOUT ROWID")
 
 
-@migrations()
+@migration
 def m003_query(db: Database) -> None:
     """Tombstones of pruned entries, the public views story_sources and feed_health, and query indexes."""
     # A pruned entry leaves (feed, guid, hash) so the next fetch of a feed that still lists it skips it.
@@ -147,7 +176,7 @@ def m003_query(db: Database) -> None:
         FROM feeds f""")
 
 
-@migrations()
+@migration
 def m004_output_filters(db: Database) -> None:
     """An index for outputs filtered by `tags:` or `feeds:` (benchmarks/publish.py)."""
     # latest_stories checks, story by story, whether one of the output's feeds reported it. Covering that
@@ -160,7 +189,7 @@ def m004_output_filters(db: Database) -> None:
         db.execute("ANALYZE entries")
 
 
-@migrations()
+@migration
 def m005_fts_on_text_updates(db: Database) -> None:
     """Re-index an entry for search only when its title or summary text changes (issue 8)."""
     # sqlite-utils' trigger fires on every UPDATE, so assigning an entry to a story deleted and re-inserted its
@@ -174,7 +203,7 @@ def m005_fts_on_text_updates(db: Database) -> None:
         END""")
 
 
-@migrations()
+@migration
 def m006_entry_terms(db: Database) -> None:
     """Each entry's story-matching term vector, so seeding the dedup index re-reads no text (issue 8)."""
     # Derived data: a missing row is rebuilt from the entry's text when it is clustered. Re-tokenizing the
@@ -192,14 +221,14 @@ def m006_entry_terms(db: Database) -> None:
         )""")
 
 
-@migrations()
+@migration
 def m007_source_hash(db: Database) -> None:
     """entries.source_hash: a digest of the entry as its feed sent it, so a pass over a changed feed does not
     normalize again the entries it repeats unchanged (issue 8)."""
     db.execute("ALTER TABLE entries ADD COLUMN source_hash TEXT")
 
 
-@migrations()
+@migration
 def m008_story_latest(db: Database) -> None:
     """stories.latest: when the story's newest report was published, the order outputs list stories in, so a
     story that another outlet reports moves up (issue 12)."""
@@ -210,7 +239,7 @@ def m008_story_latest(db: Database) -> None:
     db.execute("CREATE INDEX stories_latest ON stories(latest DESC, id DESC)")
 
 
-@migrations()
+@migration
 def m009_search_stemming(db: Database) -> None:
     """Search matches the forms of a word (labour, labours, labouring) through FTS5's porter stemmer (issue 16)."""
     # The tokenizer of an FTS5 table cannot change: it is built again, with the same columns, external content
@@ -227,18 +256,33 @@ def m009_search_stemming(db: Database) -> None:
     db.execute("INSERT INTO entries_fts (entries_fts, rank) VALUES ('rank', 'bm25(4.0, 1.0)')")
 
 
-@migrations()
+@migration
 def m010_install_id(db: Database) -> None:
     """A random id for this install, made once, so output feed ids differ from every other install's (issue 16)."""
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
     db.execute("INSERT INTO meta (key, value) VALUES ('install_id', ?)", (str(uuid.uuid4()),))
 
 
-@migrations()
+@migration
 def m011_tombstones_listed(db: Database) -> None:
     """tombstones.listed: whether the feed's latest document still lists the pruned entry; prune forgets a
     tombstone its feed no longer lists (issue 16)."""
     db.execute("ALTER TABLE tombstones ADD COLUMN listed INTEGER NOT NULL DEFAULT 1")
 
 
-SCHEMA_VERSION = len(migrations._migrations)
+SCHEMA_VERSION = len(_STEPS)
+
+
+def migrate(db: Database) -> None:
+    """Apply pending migrations under the write lock: two processes opening a new (or older) database at once
+    take turns, and the second finds nothing left to do ("table tombstones already exists" before)."""
+    if not migrations.pending(db):
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        migrations.apply(db)  # checks what is pending again, now that no other process can be migrating
+        db.conn.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise

@@ -1,4 +1,5 @@
-"""Full-text search helpers: FTS5 query checks, errors in the user's words, highlighted snippets, spelling.
+"""Search: full-text queries over entries, grouped by story, with FTS5 query checks, errors in the user's words,
+highlighted snippets and spelling variants.
 
 The index stems words with FTS5's porter tokenizer (m009), so `labours`, `labouring` and `labour` meet. Porter
 does not know British and American spellings apart (`labour` is not `labor`, `organisation` is not
@@ -12,12 +13,28 @@ import difflib
 import re
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
-from ..errors import QueryError
-from .results import Highlighted, SearchMatch
-from .rows import parse_time
+from ..errors import QueryError, StoreError
+from .results import Highlighted, SearchMatch, SearchResult
+from .rows import format_time, parse_time
+from .stories import StoriesMixin
+
+__all__ = [
+    "FTS_COLUMNS",
+    "FTS_HELP",
+    "HITS_PER_STORY",
+    "MARK_END",
+    "MARK_START",
+    "MAX_HITS",
+    "SNIPPET_TOKENS",
+    "SUGGEST_CUTOFF",
+    "SearchMixin",
+    "spelling_variants",
+    "with_spelling_variants",
+]
 
 # Hits fetched per story asked for: the entries of one story often rank together.
 HITS_PER_STORY = 5
@@ -25,14 +42,110 @@ MAX_HITS = 2000
 # Tokens of summary around the hits; about two lines of a terminal.
 SNIPPET_TOKENS = 24
 MARK_START, MARK_END = "\x02", "\x03"
-STORIES_BY_ID = "SELECT id, uid, title, url, published, feed_count FROM stories WHERE id IN ({marks})"
+_STORIES_BY_ID = "SELECT id, uid, title, url, published, feed_count FROM stories WHERE id IN ({marks})"
 FTS_COLUMNS = ("title", "summary_text")
 FTS_HELP = 'words, "exact phrase", prefix*, AND, OR, NOT, NEAR(word word, 10), (groups), title: word'
 # Outside double quotes, NEAR is an operator only when a group follows: "Li NEAR" is a mistake, not a word.
 _BARE_NEAR = re.compile(r"(?<![\w\"])NEAR(?!\s*\()(?![\w])")
 
 
-def check_fts_query(query: str) -> None:
+class SearchMixin(StoriesMixin):
+    """Full-text search over the entries_fts index; results come grouped by story, with the story's outlets."""
+
+    def search(
+        self,
+        query: str,
+        *,
+        limit: int = 20,
+        since: datetime | None = None,
+        feed_ids: Iterable[int] | None = None,
+    ) -> list[SearchResult]:
+        """Full-text search (FTS5 syntax) over entry titles and summaries, best first, grouped by story.
+
+        Each word is also searched in its other spelling (`labour` finds `labor`, see spelling_variants).
+        """
+        _check_fts_query(query)
+        typed, query = query, with_spelling_variants(query)
+        where: list[str] = ["entries_fts MATCH ?"]
+        params: list[Any] = [query]
+        if since is not None:
+            where.append("e.published >= ?")
+            params.append(format_time(since))
+        if feed_ids is not None:
+            ids = sorted(set(feed_ids)) or [-1]
+            where.append(f"e.feed_id IN ({','.join('?' * len(ids))})")
+            params.extend(ids)
+        # Rank first, highlight after: snippet() for every match of a common word would cost more than the
+        # ranking itself. Several entries of one story may rank high, so take more hits than stories.
+        hit_limit = min(limit * HITS_PER_STORY, MAX_HITS)
+        ranked = f"""SELECT e.id, e.story_id, entries_fts.rank AS rank FROM entries_fts
+                     JOIN entries e ON e.id = entries_fts.rowid
+                     WHERE {" AND ".join(where)} ORDER BY entries_fts.rank LIMIT ?"""
+        try:
+            hits = self._fts_rows(ranked, [*params, hit_limit])
+        except QueryError:
+            self._fts_rows(ranked, [typed, *params[1:], hit_limit])  # the error in the query as typed
+            raise
+        groups: dict[tuple[str, int], list[tuple[int, float]]] = {}
+        for entry_id, story_id, rank in hits:
+            key = ("story", story_id) if story_id is not None else ("entry", entry_id)
+            if key in groups or len(groups) < limit:
+                groups.setdefault(key, []).append((entry_id, rank))
+        if not groups:
+            return []
+        wanted = [entry_id for members in groups.values() for entry_id, _ in members]
+        marks = ",".join("?" * len(wanted))
+        details = {
+            row[0]: row
+            for row in self._fts_rows(
+                f"""SELECT e.id, e.feed_id, COALESCE(f.configured_title, f.title, f.url), f.url, e.url,
+                           e.published, highlight(entries_fts, 0, char(2), char(3)),
+                           snippet(entries_fts, 1, char(2), char(3), '…', {SNIPPET_TOKENS})
+                    FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid JOIN feeds f ON f.id = e.feed_id
+                    WHERE entries_fts MATCH ? AND entries_fts.rowid IN ({marks})""",
+                [query, *wanted],
+            )
+        }
+        story_ids = [key[1] for key in groups if key[0] == "story"]
+        marks = ",".join("?" * len(story_ids))
+        stories = {row["id"]: row for row in self._rows(_STORIES_BY_ID.format(marks=marks), story_ids)}
+        sources = self._sources(story_ids)
+        results = []
+        for (kind, key_id), members in groups.items():
+            matches = tuple(_search_match(details[entry_id], rank) for entry_id, rank in members)
+            story = stories.get(key_id) if kind == "story" else None
+            lead = matches[0]
+            results.append(
+                SearchResult(
+                    story_id=story["id"] if story else None,
+                    story_uid=story["uid"] if story else None,
+                    title=story["title"] if story else lead.title.text,
+                    url=story["url"] if story else lead.url,
+                    published=parse_time(story["published"]) if story else lead.published,
+                    feed_count=story["feed_count"] if story else 1,
+                    score=lead.score,
+                    matches=matches,
+                    sources=sources.get(key_id, ()) if story else (),
+                )
+            )
+        return results
+
+    def did_you_mean(self, query: str) -> str | None:
+        """For a query that found nothing: the same query with each word the index does not know replaced by
+        the closest one it does (`goverment` -> `government`), or None."""
+        try:
+            return _did_you_mean(self.db.conn, query)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: {e}") from e
+
+    def _fts_rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            return self._query(sql, params)
+        except StoreError as e:  # an FTS5 syntax error is the user's query, not the database
+            raise _query_error(str(e.__cause__)) or e from e.__cause__
+
+
+def _check_fts_query(query: str) -> None:
     if not query.strip():
         raise QueryError("the search query is empty")
     unquoted = re.sub(r'"[^"]*"', " ", query)
@@ -45,7 +158,7 @@ def check_fts_query(query: str) -> None:
         )
 
 
-def query_error(message: str) -> QueryError | None:
+def _query_error(message: str) -> QueryError | None:
     """The FTS5 complaint about a query as a user error, or None when the error is not about the query."""
     if message == "unterminated string":
         return QueryError("search query: a double quote is not closed")
@@ -67,7 +180,7 @@ def query_error(message: str) -> QueryError | None:
     return None
 
 
-def highlighted(marked: str | None) -> Highlighted:
+def _highlighted(marked: str | None) -> Highlighted:
     if not marked:
         return Highlighted("")
     text: list[str] = []
@@ -86,15 +199,15 @@ def highlighted(marked: str | None) -> Highlighted:
     return Highlighted("".join(text), tuple(spans))
 
 
-def search_match(row: Sequence[Any], rank: float) -> SearchMatch:
+def _search_match(row: Sequence[Any], rank: float) -> SearchMatch:
     entry_id, feed_id, feed_title, feed_url, url, published, title, snippet = row
     return SearchMatch(
         entry_id=entry_id,
         feed_id=feed_id,
         feed_title=feed_title,
         feed_url=feed_url,
-        title=highlighted(title),
-        snippet=highlighted(snippet),
+        title=_highlighted(title),
+        snippet=_highlighted(snippet),
         url=url,
         published=parse_time(published),
         score=float(f"{-rank:.4g}"),
@@ -221,7 +334,7 @@ _STEMMER = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.stemmer USING fts5(word, tok
 _STEMS = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.stemmer_vocab USING fts5vocab(temp, stemmer, row)"
 
 
-def did_you_mean(conn: sqlite3.Connection, query: str) -> str | None:
+def _did_you_mean(conn: sqlite3.Connection, query: str) -> str | None:
     """The query with each word the index does not know replaced by the closest word it does; None when every
     word is known or one has no close match. Words are compared as the index stores them (porter stems), and
     the suggestion is a word as some entry spells it."""

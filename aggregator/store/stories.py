@@ -1,16 +1,121 @@
-"""StoryWriter: story rows and assignments, written inside one transaction of the clusterer."""
+"""Stories: the story rows clustering writes (`StoryWriter`) and the queries outputs and people make of them."""
 
 from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
 
-from ..models import (
-    Assignment,
-    DedupItem,
-)
-from .rows import format_time
+from ..models import Assignment, DedupItem, Story, StorySource
+from .base import StoreBase
+from .rows import format_time, parse_time, story_from_row
+
+__all__ = ["StoriesMixin", "StoryWriter"]
+
+# A story row with its lead entry's text, as latest_stories and story() read it.
+_STORY_SELECT = """SELECT s.*, e.summary, e.content, e.authors, e.categories, e.enclosures
+    FROM stories s LEFT JOIN entries e ON e.id = s.lead_entry_id"""
+# Below this many entries in an output's feeds, latest_stories lists their stories instead of testing each.
+_FEW_ENTRIES = 5_000
+
+
+class StoriesMixin(StoreBase):
+    """The stories table: clustering's writes, and stories with their outlets for outputs and the CLI."""
+
+    @contextmanager
+    def story_writer(self) -> Iterator[StoryWriter]:
+        """A transaction in which entries are assigned to stories; story rows are refreshed at the end."""
+        with self.transaction():
+            writer = StoryWriter(self.db.conn)
+            yield writer
+            writer.refresh()
+
+    def latest_stories(
+        self,
+        limit: int,
+        *,
+        feed_ids: Iterable[int] | None = None,
+        min_sources: int = 1,
+        since: datetime | None = None,
+    ) -> list[Story]:
+        """The stories of the latest activity (their newest report first), with their sources, for an output."""
+        where, params = ["s.feed_count >= ?"], [min_sources]
+        if since is not None:
+            where.append("s.published >= ?")
+            params.append(format_time(since))  # type: ignore[arg-type]
+        if feed_ids is not None:
+            ids = sorted(set(feed_ids)) or [-1]
+            marks = ",".join("?" * len(ids))
+            # Few entries in these feeds: list their stories directly. Many: walk the newest stories and test
+            # each, which stops early. (1M entries: a new feed 0 ms instead of 110; a broad tag stays ~10 ms.)
+            counted = f"SELECT count(*) FROM (SELECT 1 FROM entries WHERE feed_id IN ({marks}) LIMIT ?)"
+            if self._query(counted, [*ids, _FEW_ENTRIES])[0][0] < _FEW_ENTRIES:
+                where.append(f"s.id IN (SELECT story_id FROM entries WHERE feed_id IN ({marks}))")
+            else:
+                where.append(f"EXISTS (SELECT 1 FROM entries e WHERE e.story_id = s.id AND e.feed_id IN ({marks}))")
+            params.extend(ids)
+        rows = self._rows(
+            f"""{_STORY_SELECT} WHERE {" AND ".join(where)} ORDER BY s.latest DESC, s.id DESC LIMIT ?""",
+            [*params, limit],
+        )
+        sources = self._sources([row["id"] for row in rows])
+        return [story_from_row(row, sources.get(row["id"], ())) for row in rows]
+
+    def story(self, key: str) -> Story | None:
+        """One story by its number or its uid, with its sources; None when there is no such story."""
+        column = "id" if key.isdigit() else "uid"
+        rows = self._rows(
+            f"{_STORY_SELECT} WHERE s.{column} = ?",
+            (int(key) if column == "id" else key,),
+        )
+        if not rows:
+            return None
+        return story_from_row(rows[0], self._sources([rows[0]["id"]]).get(rows[0]["id"], ()))
+
+    def story_entries(self, story_id: int) -> list[dict[str, Any]]:
+        """Every entry of a story with its outlet and how it joined, earliest first."""
+        return self._rows(
+            """SELECT e.id, e.guid, e.title, e.url, e.published, e.first_seen, e.story_method, e.story_score,
+                      COALESCE(f.configured_title, f.title, f.url) AS feed_title, f.url AS feed_url
+               FROM entries e JOIN feeds f ON f.id = e.feed_id
+               WHERE e.story_id = ? ORDER BY e.published, e.id""",
+            (story_id,),
+        )
+
+    def _sources(self, story_ids: Sequence[int]) -> dict[int, tuple[StorySource, ...]]:
+        """Each story's outlets: one source per feed (the lead, or the feed's earliest report), the lead first."""
+        if not story_ids:
+            return {}
+        marks = ",".join("?" * len(story_ids))
+        rows = self._rows(
+            f"""SELECT * FROM (
+                    SELECT e.story_id, e.title, e.url, e.published, e.id, f.priority, f.url AS feed_url,
+                           f.site_url, COALESCE(f.configured_title, f.title, f.url) AS feed_title,
+                           e.id = s.lead_entry_id AS lead,
+                           ROW_NUMBER() OVER (PARTITION BY e.story_id, e.feed_id
+                                              ORDER BY e.id = s.lead_entry_id DESC, e.published, e.id) AS nth
+                    FROM entries e JOIN feeds f ON f.id = e.feed_id JOIN stories s ON s.id = e.story_id
+                    WHERE e.story_id IN ({marks}))
+                WHERE nth = 1 ORDER BY story_id, lead DESC, priority DESC, published, id""",
+            list(story_ids),
+        )
+        grouped: dict[int, list[StorySource]] = {}
+        for row in rows:
+            grouped.setdefault(row["story_id"], []).append(
+                StorySource(
+                    feed_title=row["feed_title"],
+                    feed_url=row["feed_url"],
+                    site_url=row["site_url"],
+                    title=row["title"],
+                    url=row["url"],
+                    published=parse_time(row["published"]),
+                )
+            )
+        return {story_id: tuple(items) for story_id, items in grouped.items()}
+
 
 _STORY_NAMESPACE = uuid.UUID("6f1d7a52-4b8e-4f0e-9c1a-0a6e2b7c3d10")
 
