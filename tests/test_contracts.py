@@ -78,7 +78,9 @@ def test_the_namespace_map_is_the_one_feedparser_reads_elements_by() -> None:
 
 
 def test_entry_ids_stay_as_published() -> None:
-    document = b"<rss version='2.0'><channel><item><guid>123</guid><guid>HTTP://X.example/a</guid></item></channel></rss>"
+    document = (
+        b"<rss version='2.0'><channel><item><guid>123</guid><guid>HTTP://X.example/a</guid></item></channel></rss>"
+    )
     parsed = feedparser.parse(document, response_headers={"content-location": "https://host.example/feed/"})
     assert parsed.entries[0].id == "HTTP://X.example/a"
     parsed = feedparser.parse(
