@@ -39,7 +39,7 @@ __all__ = ["DEFAULT_CONFIG", "cli", "main"]
 # The config read when neither --config nor AGGREGATOR_CONFIG names one.
 DEFAULT_CONFIG = "feeds.yaml"
 
-F = TypeVar("F", bound=Callable[..., Any])
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 # What must never reach a terminal from a feed: C0 controls and DEL (ESC starts `ESC]0;title BEL`, `ESC[2J`),
 # C1 controls (U+009B is a one-character CSI), and bidi embeddings, overrides and isolates, which reorder what
@@ -71,7 +71,7 @@ def _json(data: object) -> str:
     return _RAW_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
-def Console(**options: Any) -> rich_console.Console:
+def _console(**options: Any) -> rich_console.Console:
     """rich's Console, with no style at all under NO_COLOR (https://no-color.org).
 
     rich itself drops only the colours there and keeps bold and reverse video; without a colour system it
@@ -82,7 +82,7 @@ def Console(**options: Any) -> rich_console.Console:
     return rich_console.Console(color_system=None if os.environ.get("NO_COLOR") else "auto", **options)
 
 
-class Context:
+class _Context:
     """What the global options chose: a config path and an optional database override."""
 
     def __init__(self, config_path: str, database: str | None) -> None:
@@ -107,7 +107,7 @@ class Context:
             store.close()
 
 
-def _reports_errors(command: F) -> F:
+def _reports_errors(command: _F) -> _F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -137,14 +137,14 @@ def cli(ctx: click.Context, config_path: str, database: str | None, verbose: int
     """Poll news feeds, cluster the same story across outlets, publish one aggregated feed."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    ctx.obj = Context(config_path, database)
+    ctx.obj = _Context(config_path, database)
 
 
-@cli.command()
+@cli.command("update")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
 @_reports_errors
-def update(obj: Context, as_json: bool) -> None:
+def _update_command(obj: _Context, as_json: bool) -> None:
     """Fetch every feed once, store new entries, cluster stories and write the outputs."""
     import asyncio
 
@@ -159,10 +159,10 @@ def update(obj: Context, as_json: bool) -> None:
         click.echo(_summary_line(summary))
 
 
-@cli.command()
+@cli.command("publish")
 @click.pass_obj
 @_reports_errors
-def publish(obj: Context) -> None:
+def _publish_command(obj: _Context) -> None:
     """Write the outputs from the store, without fetching."""
     from .publish import publish_outputs
 
@@ -174,13 +174,13 @@ def publish(obj: Context) -> None:
         click.echo(f"{_printable(path)}: {'written' if path in written else 'unchanged'}")
 
 
-@cli.command()
+@cli.command("check")
 @click.pass_obj
 @_reports_errors
-def check(obj: Context) -> None:
+def _check_command(obj: _Context) -> None:
     """Validate the config and print what it would poll and write."""
     config = obj.config()
-    console = Console(highlight=False, soft_wrap=True)
+    console = _console(highlight=False, soft_wrap=True)
     console.print(_cell(f"config: {obj.config_path} (ok)"))
     console.print(_cell(f"database: {config.database_path}"))
     for output in config.outputs:
@@ -191,7 +191,7 @@ def check(obj: Context) -> None:
         console.print(_cell(f"  {feed.url}{' ' + repr(feed.title) if feed.title else ''}{tags}"))
 
 
-@cli.command()
+@cli.command("stories")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="How many stories.")
 @click.option(
     "--min-sources", default=1, show_default=True, type=click.IntRange(1), help="Only stories with this many outlets."
@@ -199,7 +199,7 @@ def check(obj: Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the stories as JSON.")
 @click.pass_obj
 @_reports_errors
-def stories(obj: Context, limit: int, min_sources: int, as_json: bool) -> None:
+def _stories_command(obj: _Context, limit: int, min_sources: int, as_json: bool) -> None:
     """List the latest stories with their number of sources and their outlets."""
     config = obj.config()
     with obj.store(config) as store:
@@ -213,15 +213,15 @@ def stories(obj: Context, limit: int, min_sources: int, as_json: bool) -> None:
          ", ".join(dict.fromkeys(source.feed_title for source in story.sources)))
         for story in found
     ]  # fmt: skip
-    _print_rows(header, rows, Console(highlight=False))
+    _print_rows(header, rows, _console(highlight=False))
 
 
-@cli.command()
+@cli.command("story")
 @click.argument("key")
 @click.option("--json", "as_json", is_flag=True, help="Print the story as JSON.")
 @click.pass_obj
 @_reports_errors
-def story(obj: Context, key: str, as_json: bool) -> None:
+def _story_command(obj: _Context, key: str, as_json: bool) -> None:
     """Show one story (by number or uid): its entries, outlets, and how each joined (method, score)."""
     config = obj.config()
     with obj.store(config) as store:
@@ -232,7 +232,7 @@ def story(obj: Context, key: str, as_json: bool) -> None:
     if as_json:
         click.echo(_json(dict(_story_json(found), entries=members)))
         return
-    console = Console(highlight=False)
+    console = _console(highlight=False)
     for line in (
         f"story {found.id}  {found.uid}",
         found.title,
@@ -295,7 +295,7 @@ def _short_time(moment: datetime) -> str:
 def _progress(total: int, enabled: bool) -> Iterator[Callable[[FeedOutcome], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True)
+    console = _console(stderr=True)
     if not enabled or not console.is_terminal:
         yield lambda outcome: None
         return
@@ -343,7 +343,7 @@ _HOST = click.option("--host", help="Address to listen on [default: service.host
 _PORT = click.option("--port", type=click.IntRange(0, 65535), help="Port to listen on [default: service.port, 8080].")
 
 
-@cli.command()
+@cli.command("run")
 @click.option("--serve", is_flag=True, help="Also serve the outputs, /health and / over HTTP.")
 @_HOST
 @_PORT
@@ -351,7 +351,9 @@ _PORT = click.option("--port", type=click.IntRange(0, 65535), help="Port to list
 @_LOG_FORMAT
 @click.pass_obj
 @_reports_errors
-def run(obj: Context, serve: bool, host: str | None, port: int | None, log_level: str, log_format: str) -> None:
+def _run_command(
+    obj: _Context, serve: bool, host: str | None, port: int | None, log_level: str, log_format: str
+) -> None:
     """Poll each feed on its schedule until SIGTERM/SIGINT; SIGHUP (or editing feeds.yaml) reloads the config."""
     import asyncio
 
@@ -364,14 +366,14 @@ def run(obj: Context, serve: bool, host: str | None, port: int | None, log_level
     asyncio.run(service.run())
 
 
-@cli.command()
+@cli.command("serve")
 @_HOST
 @_PORT
 @_LOG_LEVEL
 @_LOG_FORMAT
 @click.pass_obj
 @_reports_errors
-def serve(obj: Context, host: str | None, port: int | None, log_level: str, log_format: str) -> None:
+def _serve_command(obj: _Context, host: str | None, port: int | None, log_level: str, log_format: str) -> None:
     """Serve the published outputs, /health and / over HTTP, without polling (another process updates)."""
     import asyncio
 
@@ -393,7 +395,7 @@ def serve(obj: Context, host: str | None, port: int | None, log_level: str, log_
 @click.option("--json", "as_json", is_flag=True, help="Print the feeds as JSON.")
 @click.pass_obj
 @_reports_errors
-def feeds_command(obj: Context, failing: bool, include_removed: bool, as_json: bool) -> None:
+def _feeds_command(obj: _Context, failing: bool, include_removed: bool, as_json: bool) -> None:
     """Show every feed: status, last and next fetch, entries stored, last new entry."""
     from rich.table import Table
     from rich.text import Text
@@ -406,7 +408,7 @@ def feeds_command(obj: Context, failing: bool, include_removed: bool, as_json: b
     if as_json:
         click.echo(_json([_feed_json(row) for row in rows]))
         return
-    console = Console(highlight=False)
+    console = _console(highlight=False)
     header = ("status", "title", "url", "tags", "last fetch", "next fetch", "entries", "last new entry", "problem")
     cells = [tuple(_printable(cell) for cell in _feed_cells(row)) for row in rows]
     if not console.is_terminal:  # plain tab-separated lines for pipes and logs
@@ -498,8 +500,8 @@ def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> dat
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.pass_obj
 @_reports_errors
-def search_command(
-    obj: Context,
+def _search_command(
+    obj: _Context,
     query: str,
     since: datetime | None,
     feed_urls: tuple[str, ...],
@@ -532,7 +534,7 @@ def search_command(
         if suggestion:
             click.echo(_printable(f"did you mean {suggestion!r}?"), err=True)
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = _console(highlight=False, soft_wrap=True)
     if not results:
         console.print(_cell(f"no stories match {query!r}"))
         if suggestion:
@@ -608,8 +610,8 @@ def _result_json(result: SearchResult) -> dict[str, Any]:
 @click.option("--allow-private", is_flag=True, help="Allow a feed on a loopback or private network address.")
 @click.pass_obj
 @_reports_errors
-def add_command(
-    obj: Context, url: str, title: str | None, tags: tuple[str, ...], as_json: bool, allow_private: bool
+def _add_command(
+    obj: _Context, url: str, title: str | None, tags: tuple[str, ...], as_json: bool, allow_private: bool
 ) -> None:
     """Subscribe to a feed, or to the feed a web page advertises; the feed must parse before it is added.
 
@@ -648,7 +650,7 @@ def add_command(
 @click.argument("url")
 @click.pass_obj
 @_reports_errors
-def remove_command(obj: Context, url: str) -> None:
+def _remove_command(obj: _Context, url: str) -> None:
     """Unsubscribe: remove the feed from feeds.yaml (its stored entries stay until pruned)."""
     from .subscriptions import remove_feed
 
@@ -660,7 +662,7 @@ def remove_command(obj: Context, url: str) -> None:
 @click.argument("url")
 @click.pass_obj
 @_reports_errors
-def enable_command(obj: Context, url: str) -> None:
+def _enable_command(obj: _Context, url: str) -> None:
     """Poll a feed the service disabled (410 Gone) again, from the next pass on."""
     config = obj.config()
     with obj.store(config) as store:
@@ -675,7 +677,7 @@ def enable_command(obj: Context, url: str) -> None:
 @click.option("--allow-private", is_flag=True, help="Import feeds on loopback or private network addresses too.")
 @click.pass_obj
 @_reports_errors
-def import_opml_command(obj: Context, file: str, as_json: bool, allow_private: bool) -> None:
+def _import_opml_command(obj: _Context, file: str, as_json: bool, allow_private: bool) -> None:
     """Add the feeds of an OPML file (folders become tags); feeds already subscribed are skipped."""
     from .subscriptions import import_opml
 
@@ -704,7 +706,7 @@ def import_opml_command(obj: Context, file: str, as_json: bool, allow_private: b
 @click.option("--title", default="aggregator subscriptions", show_default=True, help="The list's title.")
 @click.pass_obj
 @_reports_errors
-def export_opml_command(obj: Context, output: str | None, title: str) -> None:
+def _export_opml_command(obj: _Context, output: str | None, title: str) -> None:
     """Write the subscriptions as OPML 2.0 (the first tag of a feed becomes its folder)."""
     from .opml import opml_document
     from .publish import write_atomically
@@ -723,7 +725,7 @@ def export_opml_command(obj: Context, output: str | None, title: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.pass_obj
 @_reports_errors
-def prune_command(obj: Context, keep_days: int | None, dry_run: bool, as_json: bool) -> None:
+def _prune_command(obj: _Context, keep_days: int | None, dry_run: bool, as_json: bool) -> None:
     """Delete stories older than retention.keep_days (never one an output shows), leaving tombstones."""
     from .retention import prune_store
 

@@ -30,6 +30,7 @@ __all__ = [
     "FeedConfig",
     "FetchSettings",
     "OutputConfig",
+    "OutputFormat",
     "RetentionSettings",
     "ServiceSettings",
     "address_problem",

@@ -55,7 +55,20 @@ from aggregator.models import Assignment, DedupItem, TermVector
 from aggregator.zipf import zipf_frequency
 
 __all__ = [
+    "BIGRAM_FACTOR",
+    "CJK_BIGRAM_WEIGHT",
     "DEFAULTS",
+    "GENERIC_WORDS",
+    "MAX_HEADLINE_WORDS",
+    "MAX_SUMMARY_CHARS",
+    "MAX_TERMS",
+    "MAX_TITLE_CHARS",
+    "MAX_WEIGHT",
+    "MIN_TERM_WEIGHT",
+    "SLUG_SHARE",
+    "SUMMARY_BIGRAMS",
+    "TITLE_BOOST",
+    "WEIGHT_POWER",
     "Params",
     "StoryIndex",
     "normalize_title",
