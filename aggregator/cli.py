@@ -293,12 +293,14 @@ def _short_time(moment: datetime) -> str:
 
 @contextmanager
 def _progress(total: int, enabled: bool) -> Iterator[Callable[[FeedOutcome], None]]:
+    """A progress bar on stderr when it is a terminal, advanced once per feed; else a no-op (rich, 0.1 s to
+    import, is then never loaded: cron and --json passes do not pay for it)."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda outcome: None
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = _console(stderr=True)
-    if not enabled or not console.is_terminal:
-        yield lambda outcome: None
-        return
     columns = (TextColumn("updating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     # Redrawn as each feed finishes, not by rich's refresh thread: a pass forks its worker processes only
     # while it has a single thread, so the bar's thread would have cost an interactive pass both of them.

@@ -34,6 +34,7 @@ import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import cache
 from types import TracebackType
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -484,6 +485,13 @@ async def _resolve(host: str, port: int) -> list[str]:
     return addresses
 
 
+@cache
+def _ssl_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certifi's CA bundle), made once: loading the bundle takes ~30 ms, and every
+    Fetcher has two transports (public and inside)."""
+    return httpx.create_ssl_context()
+
+
 class _GuardedTransport(httpx.AsyncBaseTransport):
     """httpx's transport over an httpcore connection pool whose connections _GuardedBackend makes.
 
@@ -495,7 +503,7 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, settings: FetchSettings, *, private_ok: bool) -> None:
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=_ssl_context(),
             max_connections=settings.concurrency,
             max_keepalive_connections=settings.concurrency,
             keepalive_expiry=5.0,  # httpx's default

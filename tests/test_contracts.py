@@ -16,6 +16,8 @@ import asyncio
 import calendar
 import codecs
 import socket
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -175,3 +177,17 @@ def test_the_h11_protocol_has_what_the_connection_cap_uses() -> None:
     assert protocol.cycle is None and isinstance(protocol.loop, asyncio.AbstractEventLoop)
     assert callable(protocol.on_response_complete) and callable(protocol.connection_made)
     assert "transport" in H11Protocol.connection_made.__code__.co_names
+
+
+# --- httpx -----------------------------------------------------------------------------------------------------
+
+
+def test_httpx_loads_without_its_command_line_client() -> None:
+    """aggregator/__init__.py marks httpx._main absent (0.12 s of start-up: rich's syntax, pygments): httpx
+    must still import, with its stub `main`, and must not pull the client's modules in by another way."""
+    code = (
+        "import sys, aggregator, httpx\n"
+        "print(callable(httpx.main), sys.modules.get('httpx._main') is not None, 'pygments' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["True", "False", "False"]

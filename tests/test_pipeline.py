@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -406,16 +408,35 @@ def test_the_progress_bar_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> N
     import threading
 
     from rich.console import Console
+    from rich.progress import Progress
 
     from aggregator import cli
     from aggregator.models import FeedOutcome, FetchStatus
 
     monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    redrawn: list[int] = []
+    monkeypatch.setattr(Progress, "refresh", lambda self: redrawn.append(len(self.tasks)))
     before = threading.active_count()
     with cli._progress(3, enabled=True) as advance:
         assert threading.active_count() == before
         advance(FeedOutcome("https://example.com/feed", FetchStatus.OK))
         assert threading.active_count() == before
+    assert redrawn == [1, 1]  # a real bar: redrawn by the feed's advance and as it closes, never by a thread
+
+
+def test_a_pass_without_a_terminal_never_loads_rich(tmp_path: Path, feeds: FeedFiles) -> None:
+    # cron and --json passes do not pay for rich's import (about 0.1 s)
+    config = write_config(tmp_path, [feeds.serve("/a.xml", rss(RSS_A, "Alpha"))])
+    code = (
+        "import sys\nfrom aggregator.cli import main\n"
+        f"sys.argv = ['aggregator', '--config', {str(config)!r}, 'update']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in ('rich', 'pygments')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert done.stdout.splitlines()[-1] == "[]"
+    assert done.stdout.startswith(f"1 feeds: 1 ok, 0 not modified, 0 failed; entries: {len(RSS_A)} new")
 
 
 def test_update_skips_a_feed_the_service_disabled_until_it_is_enabled(tmp_path: Path, feeds: FeedFiles) -> None:
