@@ -9,17 +9,33 @@ Both ways give the same number (tests/test_zipf.py checks it).
 The list was once read from wordfreq's data file directly, one bucket at a time, for its memory; measured on
 the real-corpus passes of benchmarks/compare.py, the public reader costs 1-2 MB of peak PSS more (140 against
 138 MB), so the file's layout is no longer ours to follow (benchmarks/README.md, "Library internals").
+
+Building the table takes 0.5-1 s of CPU, paid by every parse worker of every pass that reads new entries (a
+third of a cold pass over 55 real feeds). So the built table is kept in a cache file, one per wordfreq
+version, and the next process reads it in a few milliseconds: `$AGGREGATOR_CACHE_DIR`, else systemd's
+`$CACHE_DIRECTORY`, else `$XDG_CACHE_HOME/aggregator` or `~/.cache/aggregator`. A file that cannot be written
+or read back whole (checksum) only costs the build.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import math
+import os
+import struct
 import threading
+import zlib
 from array import array
 from collections.abc import Iterable
 from functools import lru_cache
+from pathlib import Path
 
-__all__ = ["zipf_frequency"]
+from .atomic import replace_file
+
+__all__ = ["cache_dir", "zipf_frequency"]
+
+log = logging.getLogger(__name__)
 
 
 def zipf_frequency(word: str, lang: str) -> float:
@@ -33,13 +49,20 @@ def zipf_frequency(word: str, lang: str) -> float:
 
 
 class _WordTable:
-    """A hash table of words in flat arrays: no Python object per word, so it costs ~5 MB, not 39.
+    """A hash table of words in flat arrays: no Python object per word, so it costs ~8 MB, not 39.
 
     `blob` holds the words' bytes back to back, word i spanning starts[i]..starts[i + 1] with bucket
-    buckets[i]; `slots` is an open-addressing table of word numbers + 1 (0: empty), probed linearly.
+    buckets[i]; `slots` is an open-addressing table of word numbers + 1 (0: empty), probed linearly from the
+    word's CRC-32 (not hash(), which changes from process to process, so the table can be kept in a file).
     """
 
-    def __init__(self, lists: Iterable[list[str]]) -> None:
+    def __init__(self, blob: bytes, starts: array[int], buckets: array[int], slots: array[int]) -> None:
+        self.blob, self.starts, self.buckets, self.slots = blob, starts, buckets, slots
+        self.mask = len(slots) - 1
+
+    @classmethod
+    def build(cls, lists: Iterable[list[str]]) -> _WordTable:
+        """The table of the plain ASCII words of wordfreq's bucketed list (bucket i: -i centibels)."""
         blob, starts, buckets = bytearray(), array("I", [0]), array("H")
         for bucket, words in enumerate(lists):
             for word in words:
@@ -47,18 +70,40 @@ class _WordTable:
                     blob += word.encode("ascii")
                     starts.append(len(blob))
                     buckets.append(bucket)
-        self.blob, self.starts, self.buckets = bytes(blob), starts, buckets
-        self.mask = (1 << (2 * len(buckets)).bit_length()) - 1  # at most half full
-        self.slots = array("I", bytes(4 * (self.mask + 1)))
+        mask = (1 << (2 * len(buckets)).bit_length()) - 1  # at most half full
+        slots = array("I", bytes(4 * (mask + 1)))
         for number in range(1, len(buckets) + 1):
-            slot = hash(self.blob[starts[number - 1] : starts[number]]) & self.mask
-            while self.slots[slot]:
-                slot = (slot + 1) & self.mask
-            self.slots[slot] = number
+            slot = zlib.crc32(blob[starts[number - 1] : starts[number]]) & mask
+            while slots[slot]:
+                slot = (slot + 1) & mask
+            slots[slot] = number
+        return cls(bytes(blob), starts, buckets, slots)
+
+    def to_bytes(self) -> bytes:
+        """The table as a file: a header (format, sizes, checksum), then the arrays' bytes."""
+        body = b"".join((self.blob, self.starts.tobytes(), self.buckets.tobytes(), self.slots.tobytes()))
+        sizes = (len(self.blob), len(self.starts), len(self.buckets), len(self.slots))
+        return _HEADER.pack(_MAGIC, *sizes, zlib.crc32(body)) + body
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> _WordTable | None:
+        """The table `to_bytes` wrote, or None when `data` is not one whole (another format, cut, damaged)."""
+        if len(data) < _HEADER.size:
+            return None
+        magic, n_blob, n_starts, n_buckets, n_slots, checksum = _HEADER.unpack_from(data)
+        body = memoryview(data)[_HEADER.size :]
+        ends = list(itertools.accumulate((n_blob, 4 * n_starts, 2 * n_buckets, 4 * n_slots)))
+        if magic != _MAGIC or len(body) != ends[-1] or zlib.crc32(body) != checksum or n_slots & (n_slots - 1):
+            return None
+        starts, buckets, slots = array("I"), array("H"), array("I")
+        starts.frombytes(body[ends[0] : ends[1]])
+        buckets.frombytes(body[ends[1] : ends[2]])
+        slots.frombytes(body[ends[2] : ends[3]])
+        return cls(bytes(body[: ends[0]]), starts, buckets, slots)
 
     def bucket(self, word: bytes) -> int | None:
         """The centibel bucket of `word` (0 is the most frequent), or None when it is not listed."""
-        slot = hash(word) & self.mask
+        slot = zlib.crc32(word) & self.mask
         while number := self.slots[slot]:
             if self.blob[self.starts[number - 1] : self.starts[number]] == word:
                 return self.buckets[number - 1]
@@ -70,16 +115,51 @@ _english_table: _WordTable | None = None
 _building = threading.Lock()
 
 
+# The cache file's format: its name, then the array sizes and the CRC-32 of the arrays' bytes.
+_MAGIC = b"aggregator-zipf-v1\0\0"
+_HEADER = struct.Struct("<20s4QI")
+
+
 def _english() -> _WordTable:
-    """The English table, built on first use (0.4 s), once even when several threads ask at the same time."""
+    """The English table, on first use, once even when several threads ask at the same time: read from the
+    cache file, else built (0.5-1 s) and saved there for the next process."""
     global _english_table
     if _english_table is None:
         with _building:
             if _english_table is None:
-                from wordfreq import get_frequency_list
-
-                _english_table = _WordTable(get_frequency_list("en", "best"))
+                _english_table = _cached_table()
     return _english_table
+
+
+def cache_dir() -> Path:
+    """Where aggregator keeps what it can rebuild: $AGGREGATOR_CACHE_DIR, systemd's $CACHE_DIRECTORY,
+    $XDG_CACHE_HOME/aggregator or ~/.cache/aggregator."""
+    for variable in ("AGGREGATOR_CACHE_DIR", "CACHE_DIRECTORY"):
+        if os.environ.get(variable):
+            return Path(os.environ[variable].split(":")[0])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aggregator"
+
+
+def _cached_table() -> _WordTable:
+    """The English table from its cache file, or built from wordfreq's list and written there."""
+    from importlib.metadata import version
+
+    path = cache_dir() / f"zipf-en-wordfreq-{version('wordfreq')}.bin"
+    try:
+        table = _WordTable.from_bytes(path.read_bytes())
+        if table is not None:
+            return table
+    except OSError:
+        pass
+    from wordfreq import get_frequency_list  # 0.25 s to import: only when the table must be built
+
+    table = _WordTable.build(get_frequency_list("en", "best"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_file(path, table.to_bytes())
+    except OSError as e:
+        log.debug("cannot keep the word table in %s (%s): it is built again by the next process", path, e)
+    return table
 
 
 @lru_cache(maxsize=1024)

@@ -13,8 +13,10 @@ For each window it prints CPU seconds per 1,000 polls twice: the scheduler's own
 planning and storing each next fetch, the clock: /health `scheduler_cpu_seconds`, the number the target is
 about) and the whole service process's (also HTTP, storing the feeds, clustering, publishing and one log line
 per fetch). Then how far actual fetch starts drift from their planned times (median and p99 of the last
-10,000 polls). Peak memory is the process's peak RSS, read by wait4 after it exits. Exit status 1 if a
-target is missed or the service did not exit cleanly.
+10,000 polls), and for the changing window the process's CPU per 1,000 new entries (counted in the store):
+all of the window's CPU, and what it spent beyond the same number of unchanged polls. Peak memory is the
+process's peak RSS, read by wait4 after it exits. Exit status 1 if a target is missed or the service did not
+exit cleanly.
 
 All feeds live on one loopback host, so `per_host` (default 2, as in feeds.yaml) bounds the request rate.
 The service runs with MALLOC_ARENA_MAX=2, as deploy/aggregator.service and deploy/Dockerfile set it: with
@@ -25,10 +27,12 @@ glibc's default (up to 8 malloc arenas per core for the worker threads) its peak
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -75,20 +79,33 @@ def wait_for(port: int, done: Any, timeout: float, what: str, proc: subprocess.P
         time.sleep(0.5)
 
 
-def measure(port: int, seconds: float, proc: subprocess.Popen[bytes], during: Any = None) -> dict[str, float]:
-    """CPU per 1,000 polls and drift over a window of `seconds`; `during(elapsed)` runs every second."""
+def stored_entries(database: Path) -> int:
+    """Entries in the service's store now (read-only; WAL lets us read beside the service's writes)."""
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as db:
+        return int(db.execute("SELECT count(*) FROM entries").fetchone()[0])
+
+
+def measure(
+    port: int, seconds: float, proc: subprocess.Popen[bytes], database: Path, during: Any = None
+) -> dict[str, float]:
+    """CPU per 1,000 polls, new entries and drift over a window of `seconds`; `during(elapsed)` runs every
+    second."""
     start = wait_for(port, lambda h: True, 30, "/health", proc)
+    entries_before = stored_entries(database)
     began = time.monotonic()
     while (elapsed := time.monotonic() - began) < seconds:
         if during is not None:
             during(elapsed)
         time.sleep(1.0)
     end = wait_for(port, lambda h: True, 30, "/health", proc)
+    new = stored_entries(database) - entries_before
     polls = end["fetches"] - start["fetches"]
     cpu = end["process"]["cpu_seconds"] - start["process"]["cpu_seconds"]
     scheduler = end["scheduler_cpu_seconds"] - start["scheduler_cpu_seconds"]
     return {
         "polls": polls,
+        "new": new,
+        "cpu": cpu,
         "polls_per_s": polls / seconds,
         "scheduler_per_1000": scheduler / polls * 1000 if polls else float("nan"),
         "cpu_per_1000": cpu / polls * 1000 if polls else float("nan"),
@@ -159,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             # let the second round of polls (all 304) start before measuring it
             time.sleep(max(0.0, args.interval - warm_up + 2))
             server.reset_counts()
-            unchanged = measure(port, args.window, proc)
+            unchanged = measure(port, args.window, proc, workdir / "aggregator.db")
             unchanged_statuses = dict(server.statuses)
 
             state = {"corpus": corpus, "step": 0}
@@ -172,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                     server.set_corpus(state["corpus"])
 
             server.reset_counts()
-            changing = measure(port, args.window, proc, during=change)
+            changing = measure(port, args.window, proc, workdir / "aggregator.db", during=change)
             changing_statuses = dict(server.statuses)
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -196,6 +213,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{numbers['scheduler_per_1000']:>10.3f} {numbers['cpu_per_1000']:>8.3f} "
             f"{numbers['drift_median']:>12.3f}s {numbers['drift_p99']:>9.3f}s {numbers['rss_mb']:>6.0f} MB"
             f"   statuses {statuses}"
+        )
+    # the changing window's CPU beyond what its polls would have cost unchanged: what new entries cost
+    marginal = changing["cpu"] - changing["polls"] * unchanged["cpu_per_1000"] / 1000
+    if changing["new"]:
+        print(
+            f"new entries in the changing window: {changing['new']:.0f}; process CPU s per 1,000 new entries: "
+            f"{changing['cpu'] / changing['new'] * 1000:.2f} all, {marginal / changing['new'] * 1000:.2f} beyond "
+            "the same polls unchanged"
         )
     print(f"peak RSS of the service: {peak_mb:.1f} MB; exit code {proc.returncode}; error log lines: {len(errors)}")
     ok = (
