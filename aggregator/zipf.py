@@ -23,6 +23,7 @@ import itertools
 import logging
 import math
 import os
+import re
 import struct
 import threading
 import zlib
@@ -38,11 +39,28 @@ __all__ = ["cache_dir", "zipf_frequency"]
 log = logging.getLogger(__name__)
 
 
+# English words the table answers for: Latin letters, with inner apostrophes ("pakistan's", "won't", "orbán"),
+# which wordfreq keeps as one token; and numbers, which it looks up by their shape ("2,023" as "0,000").
+_LISTED = re.compile(r"[a-zà-öø-ÿĀ-ɏ]+(?:'[a-zà-öø-ÿĀ-ɏ]+)*|[0-9][0-9.,]*")
+# wordfreq's numbers.py: a digit sequence of two or more characters, its digits read as zeroes for the lookup
+_MULTI_DIGIT = re.compile(r"[0-9][0-9.,]+")
+_PURE_DIGITS = re.compile(r"[0-9]+")
+
+
 def zipf_frequency(word: str, lang: str) -> float:
-    """wordfreq.zipf_frequency(word, lang) for a lowercased word: 0.0 for unknown words, about 7.7 for "the"."""
-    if lang == "en" and word.isascii() and word.isalpha():
-        bucket = _english().bucket(word.encode("ascii"))
-        return 0.0 if bucket is None else _bucket_zipf(bucket)
+    """wordfreq.zipf_frequency(word, lang) for a lowercased word: 0.0 for unknown words, about 7.7 for "the".
+
+    English words of letters (and apostrophes) and numbers come from the table; anything else from wordfreq,
+    whose lookup imports its tokenizer and loads its whole 39 MB English dictionary (0.4 s of a parse worker).
+    """
+    if lang == "en" and _LISTED.fullmatch(word) and word.casefold() == word:
+        shape = _MULTI_DIGIT.sub(lambda digits: _PURE_DIGITS.sub(_zeroes, digits.group()), word)
+        bucket = _english().bucket(shape.encode())
+        if bucket is None:
+            return 0.0
+        if shape == word:
+            return _bucket_zipf(bucket)
+        return _zipf(10 ** (-bucket / 100) * _digit_frequency(word))
     from wordfreq import zipf_frequency as wordfreq_zipf
 
     return wordfreq_zipf(word, lang)
@@ -66,8 +84,8 @@ class _WordTable:
         blob, starts, buckets = bytearray(), array("I", [0]), array("H")
         for bucket, words in enumerate(lists):
             for word in words:
-                if word.isascii() and word.isalpha():
-                    blob += word.encode("ascii")
+                if _LISTED.fullmatch(word):
+                    blob += word.encode()
                     starts.append(len(blob))
                     buckets.append(bucket)
         mask = (1 << (2 * len(buckets)).bit_length()) - 1  # at most half full
@@ -115,8 +133,10 @@ _english_table: _WordTable | None = None
 _building = threading.Lock()
 
 
-# The cache file's format: its name, then the array sizes and the CRC-32 of the arrays' bytes.
-_MAGIC = b"aggregator-zipf-v1\0\0"
+# The cache file's format: its name, then the array sizes and the CRC-32 of the arrays' bytes. A table of
+# other words is another format (v1 held letters only): change the version with what the table holds.
+_FORMAT = 3
+_MAGIC = f"aggregator-zipf-v{_FORMAT}".encode().ljust(20, b"\0")
 _HEADER = struct.Struct("<20s4QI")
 
 
@@ -144,7 +164,7 @@ def _cached_table() -> _WordTable:
     """The English table from its cache file, or built from wordfreq's list and written there."""
     from importlib.metadata import version
 
-    path = cache_dir() / f"zipf-en-wordfreq-{version('wordfreq')}.bin"
+    path = cache_dir() / f"zipf-en-wordfreq-{version('wordfreq')}-v{_FORMAT}.bin"
     try:
         table = _WordTable.from_bytes(path.read_bytes())
         if table is not None:
@@ -164,9 +184,43 @@ def _cached_table() -> _WordTable:
 
 @lru_cache(maxsize=1024)
 def _bucket_zipf(bucket: int) -> float:
-    """The Zipf value wordfreq reports for a one-token word of this bucket, computed as it computes it."""
-    from wordfreq import cB_to_freq, freq_to_zipf, zipf_to_freq
+    """The Zipf value wordfreq reports for a one-token word of this bucket (bucket i: -i centibels)."""
+    return _zipf(10 ** (-bucket / 100))
 
-    frequency = max(1.0 / (1.0 / cB_to_freq(-bucket)), zipf_to_freq(0.0))
+
+# Computed as wordfreq computes them (its __init__.py and numbers.py), without importing it (0.25 s):
+# tests/test_zipf.py compares every listed word and thousands of numbers with wordfreq itself.
+_MIN_FREQUENCY = 10**0 / 1e9  # zipf_to_freq(0.0): zipf_frequency's floor
+_BENFORD = (0.009, 0.300, 0.175, 0.124, 0.096, 0.078, 0.066, 0.057, 0.050, 0.045)
+
+
+def _zipf(frequency: float) -> float:
+    """A frequency as zipf_frequency reports it: floored, rounded to 3 significant digits, then to 0.01."""
+    frequency = max(1.0 / (1.0 / frequency), _MIN_FREQUENCY)
     rounded = round(frequency, math.floor(-math.log(frequency, 10)) + 3)
-    return round(freq_to_zipf(rounded), 2)
+    return round(math.log(rounded, 10) + 9, 2)
+
+
+def _zeroes(digits: re.Match[str]) -> str:
+    return "0" * len(digits.group())
+
+
+def _digit_frequency(text: str) -> float:
+    """wordfreq's estimate of how often this particular number occurs among numbers of its shape: Benford's
+    law, and for 4 digits mostly a year, peaking over 2019-2039."""
+    frequency = 1.0
+    for sequence in _MULTI_DIGIT.findall(text):
+        for digits in _PURE_DIGITS.findall(sequence):
+            benford = _BENFORD[int(digits[0])] / 10 ** (len(digits) - 1)
+            if len(digits) == 4:
+                year = int(digits)
+                if year <= 2019:
+                    log_frequency = -1.9185 - 0.0083 * (2019 - year)
+                elif year <= 2039:
+                    log_frequency = -1.9185
+                else:
+                    log_frequency = -1.9185 - 0.2 * (year - 2039)
+                frequency *= 10.0**log_frequency + 0.1 * benford
+            else:
+                frequency *= benford
+    return frequency
