@@ -57,6 +57,27 @@ def groups(items: Sequence[DedupItem], stories: Sequence[int]) -> set[frozenset[
     return {frozenset(members) for members in by_story.values()}
 
 
+def test_default_window() -> None:
+    assert dedup.DEFAULTS.window.total_seconds() == 72 * 3600
+
+
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [
+        ("Fed holds rates steady - Reuters", "fed holds rates steady"),
+        ("Fed holds rates steady | CNA", "fed holds rates steady"),
+        ("UPDATE 2-Fed holds rates steady", "fed holds rates steady"),
+        ("AI startup raises $12 billion - Bloomberg News - tradingview.com", "ai startup raises 12 billion"),
+        ("Who Won The Bachelor 2014: Who Did Juan Pablo  ...", "who won the bachelor 2014 who did juan pablo"),
+        # a content tail is not a site name: kept
+        (
+            "ECB unlikely to end sterilisation of SMP purchases - traders",
+            "ecb unlikely to end sterilisation of smp purchases traders",
+        ),
+        ("", ""),
+        ("🔥🔥 !!!", ""),
+    ],
+)
 def test_normalize_title(title: str, expected: str) -> None:
     assert normalize_title(title) == expected
 
