@@ -668,9 +668,13 @@ def _enable_command(obj: _Context, url: str) -> None:
     """Poll a feed the service disabled (410 Gone) again, from the next pass on."""
     config = obj.config()
     with obj.store(config) as store:
-        if not store.enable_feed(url, datetime.now(UTC)):
-            raise QueryError(f"{url}: no such feed in the store")
-    click.echo(_printable(f"enabled {url}: the next pass fetches it"))
+        enabled = store.enable_feed(url, datetime.now(UTC))
+    if enabled is None:
+        raise QueryError(f"{url}: no such feed in the store")
+    if enabled:
+        click.echo(_printable(f"enabled {url}: the next pass fetches it"))
+    else:
+        click.echo(_printable(f"{url} is not disabled: nothing to do"))
 
 
 @cli.command("import-opml")
@@ -709,11 +713,20 @@ def _import_opml_command(obj: _Context, file: str, as_json: bool, allow_private:
 @click.pass_obj
 @_reports_errors
 def _export_opml_command(obj: _Context, output: str | None, title: str) -> None:
-    """Write the subscriptions as OPML 2.0 (the first tag of a feed becomes its folder)."""
+    """Write the subscriptions as OPML 2.0 (the first tag of a feed becomes its folder); a feed without a title
+    in feeds.yaml is named by the title its own document gave, once a pass has fetched it."""
+    from dataclasses import replace
+
     from .opml import opml_document
     from .publish import write_atomically
 
-    document = opml_document(obj.config().sources(), title)
+    config = obj.config()
+    sources = config.sources()
+    if config.database_path.is_file():  # never create a database just to export
+        with obj.store(config) as store:
+            fetched = {row["url"]: row["title"] for row in store.feeds() if row["title"]}
+        sources = tuple(replace(s, title=s.title or fetched.get(s.url)) for s in sources)
+    document = opml_document(sources, title)
     if output is None:
         sys.stdout.buffer.write(document)
         sys.stdout.flush()

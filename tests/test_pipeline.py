@@ -13,6 +13,7 @@ from pathlib import Path
 import feedparser
 import pytest
 from conftest import DATA, FeedFiles, query, run_cli, update_json, write_config
+from lxml import etree
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
@@ -463,6 +464,33 @@ def test_update_skips_a_feed_the_service_disabled_until_it_is_enabled(tmp_path: 
     unknown = run_cli("enable", "https://nowhere.example/feed", config=config)
     assert unknown.exit_code != 0
     assert unknown.stderr == "error: https://nowhere.example/feed: no such feed in the store\n"
+
+    # a feed that is not disabled: said so, and its row (its schedule, its errors) is left as it is
+    before = query(db, "SELECT * FROM feeds WHERE url = ?", (alpha,))
+    again = run_cli("enable", alpha, config=config)
+    assert (again.exit_code, again.stdout) == (0, f"{alpha} is not disabled: nothing to do\n")
+    assert query(db, "SELECT * FROM feeds WHERE url = ?", (alpha,)) == before
+
+
+def test_export_opml_names_untitled_feeds_by_their_own_title(tmp_path: Path, feeds: FeedFiles) -> None:
+    untitled = feeds.serve("/a.xml", rss(RSS_A, "Alpha Daily"))
+    titled = feeds.serve("/b.xml", rss(RSS_A[:1], "Beta Wire"))
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        f"database: aggregator.db\nfeeds:\n  - url: {untitled}\n  - url: {titled}\n    title: My Beta\n",
+        encoding="utf-8",
+    )
+
+    def outlines() -> list[tuple[str | None, str | None]]:
+        exported = run_cli("export-opml", config=config)
+        assert exported.exit_code == 0, exported.stderr
+        root = etree.fromstring(exported.stdout_bytes)
+        return [(o.get("text"), o.get("title")) for o in root.iter("outline")]
+
+    assert outlines() == [(untitled, None), ("My Beta", "My Beta")]  # nothing fetched yet: the URL
+    assert not (tmp_path / "aggregator.db").exists()  # exporting never creates a database
+    assert update_json(config)["ok"] == 2
+    assert outlines() == [("Alpha Daily", "Alpha Daily"), ("My Beta", "My Beta")]  # feeds.yaml's title wins
 
 
 def test_a_feed_that_answers_410_is_disabled_by_update_until_enabled(tmp_path: Path, feeds: FeedFiles) -> None:

@@ -47,15 +47,18 @@ class FeedsMixin(StoreBase):
             if conn.execute("SELECT 1 FROM feeds WHERE url = ?", (fetch_url,)).fetchone() is None:
                 conn.execute("UPDATE feeds SET url = fetch_url, fetch_url = NULL WHERE id = ?", (feed_id,))
 
-    def enable_feed(self, url: str, now: datetime) -> bool:
-        """Poll a disabled feed again, from the next pass on, as if new; False when no feed has that URL."""
+    def enable_feed(self, url: str, now: datetime) -> bool | None:
+        """Poll a disabled feed again, from the next pass on, as if new: True when it was disabled, False when
+        it was not (nothing changes), None when no feed has that URL."""
         with self.transaction():
             cursor = self.db.conn.execute(
                 """UPDATE feeds SET disabled_reason = NULL, disabled_at = NULL, error_count = 0,
-                       failing_since = NULL, next_fetch_at = ? WHERE url = ?""",
+                       failing_since = NULL, next_fetch_at = ? WHERE url = ? AND disabled_reason IS NOT NULL""",
                 (format_time(now), url),
             )
-        return cursor.rowcount > 0
+            if cursor.rowcount:
+                return True
+            return False if self.db.conn.execute("SELECT 1 FROM feeds WHERE url = ?", (url,)).fetchone() else None
 
     def feeds(self) -> list[dict[str, Any]]:
         """Every feed row, active ones first, as plain dictionaries."""
