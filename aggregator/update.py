@@ -36,9 +36,7 @@ from datetime import datetime
 
 import httpx
 
-from .clustering import cluster_new_entries
 from .config import Config
-from .dedup import term_vector
 from .errors import AggregatorError, ParseError, StoreError
 from .fetch import Fetcher
 from .models import Entry, FeedOutcome, FeedSchedule, FeedState, FetchResult, FetchStatus, ParsedFeed, PassSummary, Plan
@@ -93,7 +91,11 @@ async def run_pass(
     async with Fetcher(config.fetch, transport, allow_private_addresses=config.allow_private_addresses) as fetcher:
         stored = await update_feeds(store, fetcher, states, now, after_store=after_store)
     cluster_started = time.perf_counter()
-    clustered = cluster_new_entries(store, config, now)
+    clustered = 0
+    if store.has_unassigned():  # a pass that stored nothing (every feed 304) does not even import clustering
+        from .clustering import cluster_new_entries
+
+        clustered = cluster_new_entries(store, config, now)
     cluster_seconds = time.perf_counter() - cluster_started
     publish_outputs(config, store, now)
     return replace(stored, seconds=time.perf_counter() - started, clustered=clustered, cluster_seconds=cluster_seconds)
@@ -183,7 +185,9 @@ def prepare_result(result: FetchResult, now: datetime, stored: Mapping[str, str]
     """
     if result.status is not FetchStatus.OK or result.body is None:
         return None
-    # imported on first use (feedparser and lxml: 17 MB): a pass where every feed answers 304 parses nothing
+    # imported on first use (feedparser, lxml, dedup's tables: 17 MB): a pass where every feed answers 304
+    # parses nothing
+    from .dedup import term_vector
     from .parse import parse_feed
 
     base_url = result.final_url or result.url

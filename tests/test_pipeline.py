@@ -427,17 +427,39 @@ def test_the_progress_bar_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_a_pass_without_a_terminal_never_loads_rich(tmp_path: Path, feeds: FeedFiles) -> None:
-    # cron and --json passes do not pay for rich's import (about 0.1 s)
+    # cron and --json passes do not pay for rich's import (about 0.1 s); a pass that stored nothing (every feed
+    # unchanged) does not import clustering either
     config = write_config(tmp_path, [feeds.serve("/a.xml", rss(RSS_A, "Alpha"))])
     code = (
         "import sys\nfrom aggregator.cli import main\n"
         f"sys.argv = ['aggregator', '--config', {str(config)!r}, 'update']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print(sorted(name for name in sys.modules if name.split('.')[0] in ('rich', 'pygments')))"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in ('rich', 'pygments')"
+        " or name in ('aggregator.clustering', 'aggregator.dedup')))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
-    assert done.stdout.splitlines()[-1] == "[]"
-    assert done.stdout.startswith(f"1 feeds: 1 ok, 0 not modified, 0 failed; entries: {len(RSS_A)} new")
+
+    def update_in_a_process() -> list[str]:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+        return done.stdout.splitlines()
+
+    cold = update_in_a_process()
+    assert cold[0].startswith(f"1 feeds: 1 ok, 0 not modified, 0 failed; entries: {len(RSS_A)} new")
+    assert cold[-1] == "['aggregator.clustering', 'aggregator.dedup']"
+    unchanged = update_in_a_process()
+    assert unchanged[0].startswith("1 feeds: 0 ok, 1 not modified, 0 failed; entries: 0 new")
+    assert unchanged[-1] == "[]"
+
+
+def test_entries_a_crash_left_without_a_story_are_clustered_by_the_next_pass(tmp_path: Path, feeds: FeedFiles) -> None:
+    config = write_config(tmp_path, [feeds.serve("/a.xml", rss(RSS_A, "Alpha"))])
+    db = tmp_path / "aggregator.db"
+    assert update_json(config)["clustered"] == len(RSS_A)
+    with sqlite3.connect(db) as conn:  # as if the last pass died between storing and clustering
+        conn.execute("UPDATE entries SET story_id = NULL, story_method = NULL, story_score = NULL")
+        conn.execute("DELETE FROM stories")
+    again = update_json(config)
+    assert (again["entries_new"], again["clustered"]) == (0, len(RSS_A))
+    assert query(db, "SELECT count(*) FROM entries WHERE story_id IS NULL") == [(0,)]
 
 
 def test_update_skips_a_feed_the_service_disabled_until_it_is_enabled(tmp_path: Path, feeds: FeedFiles) -> None:

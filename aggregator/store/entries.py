@@ -113,6 +113,10 @@ class EntriesMixin(StoreBase):
 
     # --- for story clustering --------------------------------------------------------------------------------
 
+    def has_unassigned(self) -> bool:
+        """Whether any entry has no story yet (new this pass, or left by a pass that crashed before clustering)."""
+        return bool(self._query("SELECT 1 FROM entries INDEXED BY entries_unassigned WHERE story_id IS NULL LIMIT 1"))
+
     def unassigned_batches(self, size: int = 2000) -> Iterator[list[DedupItem]]:
         """Entries without a story, oldest first (the order dedup must see them in), `size` at a time.
 
