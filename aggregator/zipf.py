@@ -1,10 +1,12 @@
 """Word frequencies on the Zipf scale, as wordfreq gives them, from a compact copy of its English list.
 
-wordfreq's lookup tokenizes each word it is asked about (about 35 microseconds). Story matching asks about
-every new word of every entry, nearly all of them English words of plain letters. Those are looked up here, in
-the same list (wordfreq.get_frequency_list, its public reader) packed into a hash table of flat arrays (about
-1 microsecond a lookup); any other word (digits, apostrophes, other scripts and languages) goes to wordfreq.
-Both ways give the same number (tests/test_zipf.py checks it).
+wordfreq's lookup tokenizes each word it is asked about (about 35 microseconds), and its first lookup imports
+its tokenizer and loads a 39 MB dictionary. Story matching asks about every new word of every entry, nearly all
+of them English words of Latin letters (with inner apostrophes: "pakistan's") or numbers. Those are looked up
+here, in the same list (wordfreq.get_frequency_list, its public reader) packed into a hash table of flat arrays
+(about 1 microsecond a lookup), numbers by their shape and wordfreq's estimate for digit strings, as wordfreq
+computes it; any other word (other scripts and languages, a mixed token) goes to wordfreq. Both ways give the
+same number (tests/test_zipf.py checks every listed word, thousands of numbers and made-up words).
 
 The list was once read from wordfreq's data file directly, one bucket at a time, for its memory; measured on
 the real-corpus passes of benchmarks/compare.py, the public reader costs 1-2 MB of peak PSS more (140 against
