@@ -79,11 +79,9 @@ def _rfc822(epoch_ms: str) -> str:
     return format_datetime(datetime.fromtimestamp(int(epoch_ms) / 1000, UTC), usegmt=True)
 
 
-def run_pipeline(
-    rows: list[dict[str, str]], workdir: Path, dedup: dict[str, float] | None = None
-) -> tuple[dict[str, int], dict[str, object]]:
-    """Serve the feeds, run one `aggregator update`, return entry guid -> story id and the pass summary."""
-    with CorpusServer(publisher_feeds(rows)) as server:
+def update_once(feeds: dict[str, bytes], workdir: Path, dedup: dict[str, float] | None) -> dict[str, object]:
+    """Serve `feeds` on loopback and run one `aggregator update` over them in `workdir`; its JSON summary."""
+    with CorpusServer(feeds) as server:
         extra = {"dedup": dedup} if dedup else {}
         config = write_config(workdir, server.urls(), fetch={"per_host": 16, "concurrency": 32}, **extra)
         done = subprocess.run(
@@ -92,7 +90,14 @@ def run_pipeline(
             text=True,
             check=True,
         )
-    summary = json.loads(done.stdout)
+    return dict(json.loads(done.stdout))
+
+
+def run_pipeline(
+    rows: list[dict[str, str]], workdir: Path, dedup: dict[str, float] | None = None
+) -> tuple[dict[str, int], dict[str, object]]:
+    """Serve the feeds, run one `aggregator update`, return entry guid -> story id and the pass summary."""
+    summary = update_once(publisher_feeds(rows), workdir, dedup)
     with sqlite3.connect(workdir / "aggregator.db") as conn:
         stories = dict(conn.execute("SELECT guid, story_id FROM entries"))
     return stories, summary
@@ -203,16 +208,7 @@ class _Filler:
 def run_rumca(workdir: Path, dedup: dict[str, float] | None = None) -> tuple[dict[str, int], dict[str, object]]:
     """Serve rumca-dev's feeds, run one `aggregator update`, return rumca entry id -> story id and the summary."""
     feeds = {f"/{path.name}": path.read_bytes() for path in sorted((rumca.DATA / "feeds").glob("*.xml"))}
-    with CorpusServer(feeds) as server:
-        extra = {"dedup": dedup} if dedup else {}
-        config = write_config(workdir, server.urls(), fetch={"per_host": 16, "concurrency": 32}, **extra)
-        done = subprocess.run(
-            [sys.executable, "-m", "aggregator", "--config", str(config), "update", "--json"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    summary = json.loads(done.stdout)
+    summary = update_once(feeds, workdir, dedup)
     ids = {(e["feed_file"], e["link"]): e["entry_id"] for e in rumca.load_entries()}
     with sqlite3.connect(workdir / "aggregator.db") as conn:
         rows = conn.execute("SELECT f.url, e.guid, e.story_id FROM entries e JOIN feeds f ON f.id = e.feed_id")
