@@ -49,6 +49,7 @@ __all__ = [
     "parse_time",
     "schedule_from_row",
     "story_from_row",
+    "story_source_from_row",
     "term_vector_from_row",
     "term_vector_row",
     "without_dates",
@@ -187,6 +188,18 @@ def feed_state_from_row(row: dict[str, Any]) -> FeedState:
         etag=row["etag"],
         last_modified=row["last_modified"],
         body_hash=row["body_hash"],
+    )
+
+
+def story_source_from_row(row: dict[str, Any]) -> StorySource:
+    """One outlet's report of a story (its feed, its own headline and link), as the outputs list it."""
+    return StorySource(
+        feed_title=row["feed_title"],
+        feed_url=row["feed_url"],
+        site_url=row["site_url"],
+        title=row["title"],
+        url=row["url"],
+        published=parse_time(row["published"]),
     )
 
 

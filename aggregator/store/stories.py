@@ -11,7 +11,7 @@ from typing import Any
 
 from ..models import Assignment, DedupItem, Story, StorySource
 from .base import StoreBase
-from .rows import format_time, parse_time, story_from_row
+from .rows import format_time, story_from_row, story_source_from_row
 
 __all__ = ["StoriesMixin", "StoryWriter"]
 
@@ -104,16 +104,7 @@ class StoriesMixin(StoreBase):
         )
         grouped: dict[int, list[StorySource]] = {}
         for row in rows:
-            grouped.setdefault(row["story_id"], []).append(
-                StorySource(
-                    feed_title=row["feed_title"],
-                    feed_url=row["feed_url"],
-                    site_url=row["site_url"],
-                    title=row["title"],
-                    url=row["url"],
-                    published=parse_time(row["published"]),
-                )
-            )
+            grouped.setdefault(row["story_id"], []).append(story_source_from_row(row))
         return {story_id: tuple(items) for story_id, items in grouped.items()}
 
 
