@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 # English words the table answers for: Latin letters, with inner apostrophes ("pakistan's", "won't", "orbán"),
 # which wordfreq keeps as one token; and numbers, which it looks up by their shape ("2,023" as "0,000").
 _LISTED = re.compile(r"[a-zà-öø-ÿĀ-ɏ]+(?:'[a-zà-öø-ÿĀ-ɏ]+)*|[0-9][0-9.,]*")
-# wordfreq's numbers.py: a digit sequence of two or more characters, its digits read as zeroes for the lookup
-_MULTI_DIGIT = re.compile(r"[0-9][0-9.,]+")
+# wordfreq's numbers.py looks up a number of two or more characters by its shape, every digit read as 0
+_ZEROES = str.maketrans("123456789", "000000000")
 _PURE_DIGITS = re.compile(r"[0-9]+")
 
 
@@ -56,7 +56,7 @@ def zipf_frequency(word: str, lang: str) -> float:
     whose lookup imports its tokenizer and loads its whole 39 MB English dictionary (0.4 s of a parse worker).
     """
     if lang == "en" and _LISTED.fullmatch(word) and word.casefold() == word:
-        shape = _MULTI_DIGIT.sub(lambda digits: _PURE_DIGITS.sub(_zeroes, digits.group()), word)
+        shape = word.translate(_ZEROES) if word[0].isdigit() and len(word) > 1 else word
         bucket = _english().bucket(shape.encode())
         if bucket is None:
             return 0.0
@@ -203,26 +203,21 @@ def _zipf(frequency: float) -> float:
     return round(math.log(rounded, 10) + 9, 2)
 
 
-def _zeroes(digits: re.Match[str]) -> str:
-    return "0" * len(digits.group())
-
-
 def _digit_frequency(text: str) -> float:
     """wordfreq's estimate of how often this particular number occurs among numbers of its shape: Benford's
     law, and for 4 digits mostly a year, peaking over 2019-2039."""
     frequency = 1.0
-    for sequence in _MULTI_DIGIT.findall(text):
-        for digits in _PURE_DIGITS.findall(sequence):
-            benford = _BENFORD[int(digits[0])] / 10 ** (len(digits) - 1)
-            if len(digits) == 4:
-                year = int(digits)
-                if year <= 2019:
-                    log_frequency = -1.9185 - 0.0083 * (2019 - year)
-                elif year <= 2039:
-                    log_frequency = -1.9185
-                else:
-                    log_frequency = -1.9185 - 0.2 * (year - 2039)
-                frequency *= 10.0**log_frequency + 0.1 * benford
+    for digits in _PURE_DIGITS.findall(text):  # the number is one of wordfreq's digit sequences: the whole text
+        benford = _BENFORD[int(digits[0])] / 10 ** (len(digits) - 1)
+        if len(digits) == 4:
+            year = int(digits)
+            if year <= 2019:
+                log_frequency = -1.9185 - 0.0083 * (2019 - year)
+            elif year <= 2039:
+                log_frequency = -1.9185
             else:
-                frequency *= benford
+                log_frequency = -1.9185 - 0.2 * (year - 2039)
+            frequency *= 10.0**log_frequency + 0.1 * benford
+        else:
+            frequency *= benford
     return frequency
